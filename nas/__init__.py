@@ -1,0 +1,57 @@
+"""nas: neural architecture search with a search-space DSL, evolution, random and RL search,
+a fast trainer, Pareto ranking, and exports that load anywhere torch does.
+
+    import nas
+    space = nas.load_space("cnn")                    # or a YAML file of your own
+    arch = space.sample(seed)                        # an Architecture
+    model = nas.build_model(space, arch)             # a torch.nn.Module
+
+Names that need torch are imported on first use, so `import nas` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import NasError, UsageError
+from .space import Architecture, InvalidArchitecture, SearchSpace, SpaceError, load_space
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "build_model": "nas.build",
+    "count_params": "nas.measure",
+    "count_flops": "nas.measure",
+    "load_dataset": "nas.data",
+    "DataError": "nas.data",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nas' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "Architecture",
+    "DataError",
+    "InvalidArchitecture",
+    "NasError",
+    "SearchSpace",
+    "SpaceError",
+    "UsageError",
+    "build_model",
+    "count_flops",
+    "count_params",
+    "load_dataset",
+    "load_space",
+]

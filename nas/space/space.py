@@ -1,0 +1,565 @@
+"""`SearchSpace` and `Architecture`: the decisions of a space and what one set of answers builds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from .cell import canonical_cell, cell_string, parse_cell_string
+from .compile import Compiled, Compiler, Const, Decision, LayerT, Ref
+from .errors import InvalidArchitecture, ShapeMismatch, SpaceError
+from .layers import LAYERS, Shape, ShapeProblem
+
+RngLike = random.Random | int | None
+
+
+def _rng(rng: RngLike) -> random.Random:
+    return rng if isinstance(rng, random.Random) else random.Random(rng)
+
+
+def _canon(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class Architecture(Mapping[str, Any]):
+    """A frozen label -> value mapping (active decisions only) with its space's fingerprint.
+
+    `key` is a hash of the network it builds and the training it gets: architectures that build
+    the same network (inactive choices dropped, isomorphic cells merged) share it. `error` says
+    why the space cannot build it, or is None.
+    """
+
+    __slots__ = ("_values", "fingerprint", "key", "error", "_hash")
+
+    def __init__(self, values: Mapping[str, Any], fingerprint: str, key: str, error: str | None = None) -> None:
+        self._values = dict(values)
+        self.fingerprint = fingerprint
+        self.key = key
+        self.error = error
+        self._hash = hash((fingerprint, tuple(sorted((k, repr(v)) for k, v in self._values.items()))))
+
+    def __getitem__(self, label: str) -> Any:
+        return self._values[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Architecture):
+            return NotImplemented
+        return self.fingerprint == other.fingerprint and self._values == other._values
+
+    def __repr__(self) -> str:
+        return f"Architecture({self._values!r}, key={self.key!r})"
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form; `SearchSpace.make(d["values"])` rebuilds it."""
+        return {"values": dict(self._values), "space": self.fingerprint, "key": self.key}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What an architecture builds: the concrete network spec and the training hyperparameters."""
+
+    net: dict[str, Any]  # {"input", "classes", "body": [layer dicts], "head"}: torch-free, JSON-able
+    train: dict[str, Any]
+    key: str
+
+
+class SearchSpace:
+    """Ordered, labelled decisions parsed from the DSL, with seeded space operations."""
+
+    def __init__(self, raw: Mapping[str, Any], source: str = "<dict>") -> None:
+        self.raw = raw
+        self.source = source
+        self._c: Compiled = Compiler(source).compile(raw)
+        self.decisions: tuple[Decision, ...] = tuple(self._c.decisions)
+        self._by_label = {d.label: d for d in self.decisions}
+        self._index = {d.label: i for i, d in enumerate(self.decisions)}
+        self.fingerprint = hashlib.sha256(_canon(self._describe()).encode()).hexdigest()[:16]
+        self._cell = self._single_cell()
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "<python>") -> "SearchSpace":
+        return cls(raw, source)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "SearchSpace":
+        import yaml
+
+        path = Path(path)
+        source = str(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise SpaceError("no such file", source=source) from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+            raise SpaceError(f"cannot read the file: {exc.__class__.__name__}", source=source) from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise SpaceError(f"YAML syntax error: {problem}", source=source, path=where) from None
+        return cls(raw, source)
+
+    def with_input(self, shape: Sequence[int] | None = None, classes: int | None = None) -> "SearchSpace":
+        """The same space for another input shape or class count (e.g. the data's)."""
+        raw = dict(self.raw)
+        if shape is not None:
+            raw["input"] = [int(s) for s in shape]
+        if classes is not None:
+            raw["classes"] = int(classes)
+        return SearchSpace(raw, self.source)
+
+    # -- facts ------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._c.name or Path(self.source).stem
+
+    @property
+    def description(self) -> str:
+        return self._c.description
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self._c.input
+
+    @property
+    def classes(self) -> int:
+        return self._c.classes
+
+    @property
+    def constraints(self) -> dict[str, Any]:
+        return {k: v.value for k, v in self._c.constraints.items() if v.value is not None}
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(d.label for d in self.decisions)
+
+    def decision(self, label: str) -> Decision:
+        try:
+            return self._by_label[label]
+        except KeyError:
+            raise KeyError(f"no decision labelled {label!r} in {self.source}") from None
+
+    def genome_sizes(self) -> tuple[int, ...]:
+        """Number of values of each gene (one gene per decision, in `decisions` order)."""
+        return tuple(len(d.values) for d in self.decisions)
+
+    def __repr__(self) -> str:
+        return f"SearchSpace({self.name!r}, {len(self.decisions)} decisions, fingerprint={self.fingerprint})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SearchSpace) and other.fingerprint == self.fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    # -- activity ---------------------------------------------------------------------------
+    @staticmethod
+    def _holds(cond: Iterable[Any], values: Mapping[str, Any]) -> bool:
+        for atom in cond:
+            if atom.label not in values or values[atom.label] not in atom.allowed:
+                return False
+        return True
+
+    def _active(self, d: Decision, values: Mapping[str, Any]) -> bool:
+        return any(self._holds(site, values) for site in d.sites)
+
+    def _complete(self, given: Mapping[str, Any], rng: random.Random, fill: Any = None) -> dict[str, Any]:
+        """Values for every active decision: from `given`, else `fill(decision)`, else random."""
+        out: dict[str, Any] = {}
+        for d in self.decisions:
+            if not self._active(d, out):
+                continue
+            if d.label in given:
+                out[d.label] = given[d.label]
+            else:
+                picked = fill(d) if fill is not None else None
+                out[d.label] = picked[0] if picked else rng.choice(d.values)
+        return out
+
+    # -- architectures ----------------------------------------------------------------------
+    def make(self, values: Mapping[str, Any], *, partial: bool = False) -> Architecture:
+        """An `Architecture` from label -> value. Unknown labels and values outside a decision's
+        choices are errors; values of inactive decisions are dropped; a missing active decision
+        is an error unless `partial` (then it takes its first value)."""
+        for label, value in values.items():
+            d = self._by_label.get(label)
+            if d is None:
+                from .fields import closest
+
+                raise InvalidArchitecture(f"unknown decision label {label!r}{closest(label, self.labels)}", source=self.source)
+            if value not in d.values:
+                matched = [v for v in d.values if str(v) == str(value)]
+                if not matched:
+                    raise InvalidArchitecture(f"value {value!r} is not one of the choices of {label!r}: {list(d.values)}", source=self.source)
+        fixed = {k: next((v for v in self._by_label[k].values if v == val or str(v) == str(val)), val) for k, val in values.items()}
+        missing: list[str] = []
+
+        def first(d: Decision) -> tuple[Any] | None:
+            if not partial:
+                missing.append(d.label)
+            return (d.values[0],)
+
+        out = self._complete(fixed, random.Random(0), fill=first)
+        if missing:
+            raise InvalidArchitecture(f"missing value for decision(s) {', '.join(missing)}", source=self.source)
+        return self._arch(out)
+
+    def _arch(self, values: dict[str, Any]) -> Architecture:
+        try:
+            res = self._resolve_values(values)
+        except InvalidArchitecture as exc:
+            digest = hashlib.sha256(_canon(values).encode()).hexdigest()[:16]
+            return Architecture(values, self.fingerprint, "invalid-" + digest, exc.reason)
+        return Architecture(values, self.fingerprint, res.key)
+
+    def sample(self, rng: RngLike = None, *, tries: int = 1000) -> Architecture:
+        """A uniformly drawn value for every active decision, redrawn until the network is valid."""
+        rng = _rng(rng)
+        last = None
+        for _ in range(tries):
+            arch = self._arch(self._complete({}, rng))
+            if arch.valid:
+                return arch
+            last = arch.error
+        raise SpaceError(f"no valid architecture in {tries} samples; the last failed with: {last}", source=self.source)
+
+    def sample_many(self, n: int, seed: int = 0) -> list[Architecture]:
+        rng = random.Random(seed)
+        return [self.sample(rng) for _ in range(n)]
+
+    def mutate(self, arch: Architecture, rng: RngLike = None, n: int = 1, *, tries: int = 100) -> Architecture:
+        """Change `n` active decisions to other values; decisions this activates are drawn afresh."""
+        rng = _rng(rng)
+        movable = [d for d in self.decisions if d.label in arch and len(d.values) > 1]
+        if not movable:
+            return arch
+        for _ in range(tries):
+            values = dict(arch)
+            for d in rng.sample(movable, min(n, len(movable))):
+                values[d.label] = rng.choice([v for v in d.values if v != values[d.label]])
+            child = self._arch(self._complete(values, rng))
+            if child.valid and child != arch:
+                return child
+        raise SpaceError(f"no valid mutation of {arch.key} in {tries} tries", source=self.source)
+
+    def crossover(self, a: Architecture, b: Architecture, rng: RngLike = None, *, tries: int = 100) -> Architecture:
+        """Uniform crossover: each active decision from one parent or the other."""
+        rng = _rng(rng)
+        for _ in range(tries):
+            out: dict[str, Any] = {}
+            for d in self.decisions:
+                if not self._active(d, out):
+                    continue
+                have = [p[d.label] for p in (a, b) if d.label in p]
+                out[d.label] = rng.choice(have) if have else rng.choice(d.values)
+            child = self._arch(out)
+            if child.valid:
+                return child
+        return a
+
+    def encode(self, arch: Architecture) -> tuple[int, ...]:
+        """Integer genome: the index of each decision's value (0 for an inactive decision)."""
+        return tuple(d.values.index(arch[d.label]) if d.label in arch else 0 for d in self.decisions)
+
+    def decode(self, genome: Sequence[int]) -> Architecture:
+        """Inverse of `encode`: genes of inactive decisions are ignored."""
+        if len(genome) != len(self.decisions):
+            raise InvalidArchitecture(f"genome has {len(genome)} genes; this space has {len(self.decisions)} decisions", source=self.source)
+        picks = {}
+        for d, g in zip(self.decisions, genome):
+            if not 0 <= int(g) < len(d.values):
+                raise InvalidArchitecture(f"gene {g} of {d.label!r} is out of range 0..{len(d.values) - 1}", source=self.source)
+            picks[d.label] = d.values[int(g)]
+        out: dict[str, Any] = {}
+        for d in self.decisions:
+            if self._active(d, out):
+                out[d.label] = picks[d.label]
+        return self._arch(out)
+
+    def size(self, limit: int = 2_000_000) -> int | None:
+        """Exact number of distinct architectures (assignments of active decisions), valid or
+        not; None if counting would visit more than `limit` branches."""
+        controllers = {a.label for d in self.decisions for site in d.sites for a in site}
+        order = [d for d in self.decisions if d.label in controllers]
+        leaves = [d for d in self.decisions if d.label not in controllers]
+        budget = [limit]
+
+        def count(i: int, values: dict[str, Any]) -> int:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise OverflowError
+            if i == len(order):
+                return math.prod(len(d.values) for d in leaves if self._active(d, values))
+            d = order[i]
+            if not self._active(d, values):
+                return count(i + 1, values)
+            total = 0
+            for v in d.values:
+                values[d.label] = v
+                total += count(i + 1, values)
+            del values[d.label]
+            return total
+
+        try:
+            return count(0, {})
+        except OverflowError:
+            return None
+
+    def is_valid(self, arch: Architecture) -> bool:
+        return arch.valid
+
+    def check(self, samples: int = 64, seed: int = 0) -> None:
+        """Raise SpaceError if some architecture of the space cannot be built for its input.
+
+        Tries the architecture with every decision at its first value, the one with every
+        decision at its last value (deepest repeats, last choices), and `samples` seeded random
+        ones. Cells cut off by `none` edges are not errors (they are skipped when sampling).
+        """
+        rng = random.Random(seed)
+        trials = [
+            self._complete({}, rng, fill=lambda d: (d.values[0],)),
+            self._complete({}, rng, fill=lambda d: (d.values[-1],)),
+        ]
+        trials += [self._complete({}, rng) for _ in range(samples)]
+        for values in trials:
+            try:
+                self._resolve_values(values)
+            except ShapeMismatch as exc:
+                raise SpaceError(f"impossible shape: {exc.reason}", source=self.source, path=exc.path) from None
+            except InvalidArchitecture:
+                continue
+
+    # -- resolution -------------------------------------------------------------------------
+    def resolve(self, arch: Architecture | Mapping[str, Any]) -> Resolved:
+        """The concrete network and training of `arch`; InvalidArchitecture if it cannot be built."""
+        if isinstance(arch, Architecture) and arch.fingerprint != self.fingerprint:
+            raise InvalidArchitecture(f"architecture belongs to another space (fingerprint {arch.fingerprint}, this space {self.fingerprint})", source=self.source)
+        return self._resolve_values(dict(arch))
+
+    def _resolve_values(self, values: Mapping[str, Any]) -> Resolved:
+        def value(f: Any) -> Any:
+            if isinstance(f, Ref):
+                return values.get(f.label, f.default)
+            return f.value
+
+        body, shape = self._resolve_list(self._c.body, tuple(self._c.input), values, value)
+        head = {k: value(f) for k, f in self._c.head.items()}
+        head_in = list(shape)
+        if len(shape) == 1:
+            head["pool"] = None
+        net = {"input": list(self._c.input), "classes": self._c.classes, "body": body, "head": {**head, "in": head_in}}
+        train = {k: value(f) for k, f in self._c.train.items()}
+        if train["optimizer"] not in ("momentum", "nesterov"):
+            train.pop("momentum")
+        if train["schedule"] != "exponential":
+            train.pop("gamma")
+        key_net = {**net, "body": [self._key_layer(layer) for layer in body]}
+        key = hashlib.sha256(_canon({"net": key_net, "train": train}).encode()).hexdigest()[:16]
+        return Resolved(net, train, key)
+
+    def _key_layer(self, layer: dict[str, Any]) -> dict[str, Any]:
+        if layer["type"] == "cell":
+            return {"type": "cell", "in": layer["in"], "graph": canonical_cell(layer["nodes"], [tuple(e) for e in layer["edges"]])}
+        if layer["type"] == "residual":
+            return {**layer, "body": [self._key_layer(x) for x in layer["body"]]}
+        return layer
+
+    def _problem(self, node: LayerT, values: Mapping[str, Any], problem: ShapeProblem, shape: Shape) -> InvalidArchitecture:
+        blame = []
+        f = node.fields.get(problem.field) if problem.field else None
+        if isinstance(f, Ref):
+            blame.append(f"{f.label} = {values.get(f.label, f.default)!r}")
+        for atom in node.cond:
+            blame.append(f"{atom.label} = {values.get(atom.label)!r}")
+        where = f"{node.label}.{problem.field}" if problem.field else node.label
+        input_text = "x".join(map(str, self._c.input))
+        reason = f"{problem} (space input {input_text})"
+        if blame:
+            reason += f"; decided by {', '.join(dict.fromkeys(blame))}"
+        return ShapeMismatch(reason, source=self.source, path=where)
+
+    def _resolve_list(self, nodes: list[LayerT], shape: Shape, values: Mapping[str, Any], value: Any) -> tuple[list[dict[str, Any]], Shape]:
+        out: list[dict[str, Any]] = []
+        for node in nodes:
+            if not self._holds(node.cond, values):
+                continue
+            fields = {k: value(f) for k, f in node.fields.items()}
+            t = node.type
+            if t == "residual":
+                body, end = self._resolve_list(node.body or [], shape, values, value)
+                if not body:
+                    continue
+                if not fields["skip"]:
+                    out.extend(body)
+                    shape = end
+                    continue
+                layer = {"type": "residual", "in": list(shape), "body": body, "proj": None}
+                if end != shape:
+                    layer["proj"] = self._projection(node, values, shape, end)
+                out.append(layer)
+                shape = end
+                continue
+            if t == "cell":
+                try:
+                    LAYERS["cell"].shape(fields, shape)
+                except ShapeProblem as exc:
+                    raise self._problem(node, values, exc, shape) from None
+                edges = [[i, j, value(f)] for i, j, f in node.edges or []]
+                if canonical_cell(fields["nodes"], [tuple(e) for e in edges]) is None:
+                    labels = sorted({f.label for _, _, f in node.edges or [] if isinstance(f, Ref)})
+                    raise InvalidArchitecture("the cell's output is cut off from its input: every path has a `none` edge", source=self.source, path=node.label if not labels else labels[0].rsplit(".", 1)[0])
+                out.append({"type": "cell", "in": list(shape), "nodes": fields["nodes"], "edges": edges})
+                continue
+            schema = LAYERS[t]
+            try:
+                new = schema.shape(fields, shape)
+            except ShapeProblem as exc:
+                raise self._problem(node, values, exc, shape) from None
+            layer = self._concrete(t, fields, shape, new)
+            if layer is not None:
+                out.append(layer)
+            shape = new
+        return out, shape
+
+    def _projection(self, node: LayerT, values: Mapping[str, Any], shape: Shape, end: Shape) -> dict[str, Any]:
+        if len(shape) != len(end):
+            raise self._problem(node, values, ShapeProblem(f"the skip connection cannot join a {len(shape)}-d input to a {len(end)}-d output"), shape)
+        if len(shape) == 1:
+            return {"kind": "linear", "out": end[0]}
+        stride = max(1, round(shape[1] / end[1]))
+        if -(-shape[1] // stride) != end[1] or -(-shape[2] // stride) != end[2]:
+            raise self._problem(node, values, ShapeProblem(f"the skip connection cannot match a {shape[1]}x{shape[2]} input to a {end[1]}x{end[2]} output with a strided 1x1 conv"), shape)
+        return {"kind": "conv", "out": end[0], "stride": stride}
+
+    @staticmethod
+    def _concrete(t: str, fields: dict[str, Any], shape: Shape, new: Shape) -> dict[str, Any] | None:
+        """A layer dict for the builder; None for layers that do nothing (they do not change the key)."""
+        if t == "identity" or (t == "act" and fields["fn"] == "none") or (t == "norm" and fields["kind"] == "none") or (t == "dropout" and fields["p"] == 0):
+            return None
+        layer = {"type": t, "in": list(shape), **fields}
+        if t in ("conv", "sep_conv", "resblock"):
+            layer["out"] = new[0]
+        if t == "pool":
+            layer["stride"] = fields["stride"] or fields["size"]
+        if t == "flatten" and len(shape) == 1:
+            return None
+        return layer
+
+    # -- text forms -------------------------------------------------------------------------
+    def _single_cell(self) -> tuple[int, list[str]] | None:
+        """(nodes, edge labels in order) when every decision is an edge of one shared cell."""
+        def find(nodes: list[LayerT]) -> Iterator[LayerT]:
+            for n in nodes:
+                if n.type == "cell":
+                    yield n
+                if n.body:
+                    yield from find(n.body)
+
+        cells = list(find(self._c.body))
+        if not cells:
+            return None
+        labels = [f.label for _, _, f in cells[0].edges or [] if isinstance(f, Ref)]
+        if len(labels) != len(cells[0].edges or []) or set(labels) != set(self.labels):
+            return None
+        for c in cells[1:]:
+            if [f.label for _, _, f in c.edges or [] if isinstance(f, Ref)] != labels:
+                return None
+        return cells[0].fields["nodes"].value, labels
+
+    @property
+    def is_cell_space(self) -> bool:
+        """True when an architecture is exactly one cell (NAS-Bench-201 style strings apply)."""
+        return self._cell is not None
+
+    def format_arch(self, arch: Architecture) -> str:
+        """NAS-Bench-201 string for single-cell spaces, else compact JSON of the values."""
+        if self._cell is not None:
+            nodes, labels = self._cell
+            return cell_string(nodes, [arch[label] for label in labels])
+        return json.dumps(dict(arch), separators=(", ", ": "))
+
+    def parse_arch(self, text: str | Mapping[str, Any]) -> Architecture:
+        """An architecture from a NAS-Bench-201 string, a JSON object (values, or {"values": ...}),
+        or `label=value,label=value`."""
+        if isinstance(text, Mapping):
+            data: Any = text
+        else:
+            text = text.strip()
+            if text.startswith("|"):
+                if self._cell is None:
+                    raise InvalidArchitecture("a cell string fits only a space whose decisions are one cell's edges", source=self.source)
+                nodes, labels = self._cell
+                try:
+                    got_nodes, ops = parse_cell_string(text)
+                except ValueError as exc:
+                    raise InvalidArchitecture(str(exc), source=self.source) from None
+                if got_nodes != nodes:
+                    raise InvalidArchitecture(f"cell string has {got_nodes} nodes; this space's cell has {nodes}", source=self.source)
+                return self.make(dict(zip(labels, ops)))
+            if text.startswith("{"):
+                try:
+                    data = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise InvalidArchitecture(f"architecture JSON is malformed: {exc.msg} at line {exc.lineno} column {exc.colno}", source=self.source) from None
+            else:
+                data = {}
+                for part in filter(None, (p.strip() for p in text.split(","))):
+                    label, sep, raw = part.partition("=")
+                    if not sep:
+                        raise InvalidArchitecture(f"expected label=value, got {part!r}", source=self.source)
+                    try:
+                        data[label.strip()] = json.loads(raw)
+                    except json.JSONDecodeError:
+                        data[label.strip()] = raw.strip()
+        if not isinstance(data, Mapping):
+            raise InvalidArchitecture("an architecture is a JSON object of label -> value", source=self.source)
+        if "values" in data and isinstance(data["values"], Mapping):
+            data = data["values"]
+        return self.make(data)
+
+    # -- fingerprint ------------------------------------------------------------------------
+    def _describe(self) -> dict[str, Any]:
+        def field(f: Any) -> Any:
+            return ["ref", f.label, f.default] if isinstance(f, Ref) else ["const", f.value]
+
+        def cond(c: Iterable[Any]) -> list[Any]:
+            return sorted([a.label, sorted(map(repr, a.allowed))] for a in c)
+
+        def node(n: LayerT) -> dict[str, Any]:
+            d: dict[str, Any] = {"t": n.type, "f": {k: field(v) for k, v in n.fields.items()}, "c": cond(n.cond)}
+            if n.body is not None:
+                d["b"] = [node(x) for x in n.body]
+            if n.edges is not None:
+                d["e"] = [[i, j, field(f)] for i, j, f in n.edges]
+            return d
+
+        return {
+            "input": list(self._c.input),
+            "classes": self._c.classes,
+            "body": [node(n) for n in self._c.body],
+            "head": {k: field(v) for k, v in self._c.head.items()},
+            "train": {k: field(v) for k, v in self._c.train.items()},
+            "constraints": {k: field(v) for k, v in self._c.constraints.items()},
+            "decisions": [[d.label, list(map(repr, d.values)), [cond(s) for s in d.sites]] for d in self.decisions],
+        }
