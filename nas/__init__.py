@@ -25,6 +25,8 @@ _LAZY = {
     "count_flops": "nas.measure",
     "load_dataset": "nas.data",
     "DataError": "nas.data",
+    "evaluate": "nas.evaluators",
+    "TrainConfig": "nas.train",
 }
 
 
@@ -52,6 +54,8 @@ __all__ = [
     "build_model",
     "count_flops",
     "count_params",
+    "evaluate",
+    "TrainConfig",
     "load_dataset",
     "load_space",
 ]

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from .errors import NasError, UsageError
 from .textfmt import human, table
@@ -135,6 +135,77 @@ def cmd_spaces_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- nas train -------------------------------------------------------------------------------
+def read_arch(space: Any, text: str) -> Any:
+    """An architecture from `--arch`: a JSON file (an export's arch.json, or {"values": ...}),
+    inline JSON, a NAS-Bench-201 string, label=value pairs, or `random[:SEED]`."""
+    from .space import InvalidArchitecture
+
+    if text == "random" or text.startswith("random:"):
+        seed = text.partition(":")[2]
+        try:
+            return space.sample(int(seed) if seed else None)
+        except ValueError:
+            raise UsageError(f"--arch random:SEED needs an integer seed, got {seed!r}") from None
+    path = Path(text)
+    if not text.lstrip().startswith(("{", "|")) and "=" not in text:
+        if not path.exists():
+            raise UsageError(f"--arch: no such file {text!r} (give a file, JSON, a cell string, label=value pairs or random)")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--arch: {text} is not a JSON file: {exc}") from None
+        if isinstance(data, dict) and isinstance(data.get("arch"), dict):
+            data = data["arch"]
+        try:
+            return space.parse_arch(data)
+        except InvalidArchitecture as exc:
+            raise UsageError(f"--arch {text}: {exc.reason}") from None
+    try:
+        return space.parse_arch(text)
+    except InvalidArchitecture as exc:
+        raise UsageError(f"--arch: {exc.reason}") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .evaluators import TrainingEvaluator
+
+    space = _load(args.space)
+    evaluator = TrainingEvaluator(args.data, device=args.device, data_seed=args.data_seed, latency=args.latency,
+                                  max_epochs=args.epochs, patience=args.patience, time_limit=args.time_limit)
+    space = evaluator.fit_space(space)
+    arch = read_arch(space, args.arch)
+    ds = evaluator.dataset
+    if not args.json:
+        print(f"data   {ds.summary()}")
+        print(f"arch   {space.format_arch(arch)}")
+        print(f"device {evaluator.device}\n")
+        print(f"{'epoch':>5}  {'train loss':>10}  {'val loss':>9}  {'val acc':>8}  {'lr':>9}  {'seconds':>7}")
+
+    def show(rec: dict[str, float]) -> None:
+        if not args.json:
+            print(f"{rec['epoch']:>5}  {rec['train_loss']:>10.4f}  {rec['val_loss']:>9.4f}  {rec['val_accuracy']:>8.4f}  {rec['lr']:>9.3g}  {rec['seconds']:>7.2f}", flush=True)
+
+    result = evaluator.evaluate(space, arch, seed=args.seed, on_epoch=show)
+    out: dict[str, Any] = {"status": result.status, **result.metrics}
+    if result.error:
+        out["error"] = result.error
+    if result.ok and args.test and result.state is not None:
+        out.update(evaluator.test(space, arch, result.state))
+    if args.json:
+        print(json.dumps({**out, "history": result.history, "arch": dict(arch), "key": arch.key}, indent=2, default=str))
+        return 0 if result.ok else 1
+    print()
+    if not result.ok:
+        print(f"{result.status}: {result.error}")
+        return 1
+    print(f"val accuracy {out['val_accuracy']:.4f} (best epoch {out['best_epoch']} of {out['epochs']}, stopped by {out['stop_reason']})")
+    if "test_accuracy" in out:
+        print(f"test accuracy {out['test_accuracy']:.4f}")
+    print(f"params {out['params']:,}  flops {human(out['flops'])}  seconds {out['seconds']:.1f}" + (f"  latency {out['latency_ms']:.3f} ms" if "latency_ms" in out else ""))
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Neural architecture search: search spaces, search, training, export.")
@@ -171,13 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
     retarget(p)
     p.set_defaults(func=cmd_spaces_sample)
 
-    for register in EXTRA_COMMANDS:
-        register(sub)
+    p = sub.add_parser("train", help="train one architecture and print an epoch-by-epoch table")
+    p.add_argument("space", metavar="SPACE", help="a YAML file or a shipped space name")
+    p.add_argument("--arch", required=True, help="JSON file or text, a NAS-Bench-201 string, label=value pairs, or random[:SEED]")
+    p.add_argument("--data", default="digits", help="digits, mnist5k, a .npz file, an image folder, ... (default digits)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--epochs", type=_positive_int, help="cap on the architecture's epochs")
+    p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience in epochs (default 5)")
+    p.add_argument("--time-limit", type=float, help="seconds of training at most")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--latency", action="store_true", help="also measure batch-1 latency")
+    p.add_argument("--test", action="store_true", help="also report test accuracy")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
     return parser
-
-
-#: Other modules add subcommands here (each a function taking the subparsers object).
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import copy
+import platform
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -51,3 +58,137 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
             h.remove()
         model.train(was_training)
     return int(total)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency of one forward pass: the median of `runs` timed runs and the spread beside it."""
+
+    median_ms: float
+    iqr_ms: float  # interquartile range of the timed runs
+    min_ms: float
+    runs: int
+    batch_size: int
+    mode: str  # eager | cuda_graph
+    hardware: dict[str, Any]
+
+    @property
+    def spread(self) -> float:
+        """IQR relative to the median."""
+        return self.iqr_ms / self.median_ms if self.median_ms > 0 else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "spread": self.spread}
+
+
+def hardware_fingerprint(device: str | torch.device = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """What a measurement ran on: device name, torch and CUDA versions, CPU threads."""
+    dev = torch.device(device)
+    info: dict[str, Any] = {
+        "device": dev.type,
+        "torch": torch.__version__,
+        "threads": threads if threads is not None else torch.get_num_threads(),
+        "cpu": _cpu_name(),
+        "python": platform.python_version(),
+    }
+    if dev.type == "cuda":
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        info["device_name"] = torch.cuda.get_device_name(index)
+        info["cuda"] = torch.version.cuda
+    else:
+        info["device_name"] = info["cpu"]
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+#: Workers that share a device take this lock (one per device) around a measurement, so that
+#: latency is never timed while another measurement runs on the same device in this process.
+_LOCKS: dict[str, threading.Lock] = {}
+
+
+def device_lock(device: str | torch.device) -> threading.Lock:
+    return _LOCKS.setdefault(str(torch.device(device)), threading.Lock())
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, input_shape: Sequence[int], *, device: str | torch.device = "cpu", batch_size: int = 1,
+                    warmup: int = 10, runs: int = 50, threads: int | None = 1, mode: str = "eager",
+                    min_seconds: float = 0.0) -> Latency:
+    """Latency of `model` on `device` (a copy of the model is moved there; the original is untouched).
+
+    CPU: `threads` intra-op threads (fixed, default 1, so numbers compare across runs), timed
+    with `perf_counter`. CUDA: timed with CUDA events; `mode="cuda_graph"` replays the forward
+    pass captured in a CUDA graph, which removes Python launch overhead (what a deployed,
+    graph-compiled model sees); `mode="eager"` is what a plain PyTorch loop sees. fp32, eval mode.
+    `min_seconds` keeps timing past `runs` until that much time has been spent.
+    """
+    if mode not in ("eager", "cuda_graph"):
+        raise ValueError(f"mode must be 'eager' or 'cuda_graph', got {mode!r}")
+    if batch_size < 1 or runs < 1 or warmup < 0:
+        raise ValueError("batch_size and runs must be >= 1 and warmup >= 0")
+    dev = torch.device(device)
+    if mode == "cuda_graph" and dev.type != "cuda":
+        raise ValueError("mode 'cuda_graph' needs a CUDA device")
+    net = copy.deepcopy(model).to(dev).eval()
+    x = torch.randn(batch_size, *input_shape, device=dev)
+    times: list[float] = []
+    with device_lock(dev), _threads(threads if dev.type == "cpu" else None):
+        if dev.type == "cpu":
+            for _ in range(warmup):
+                net(x)
+            begin = time.perf_counter()
+            while len(times) < runs or time.perf_counter() - begin < min_seconds:
+                t0 = time.perf_counter()
+                net(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+        else:
+            run: Callable[[], Any] = lambda: net(x)
+            if mode == "cuda_graph":
+                side = torch.cuda.Stream(dev)
+                side.wait_stream(torch.cuda.current_stream(dev))
+                with torch.cuda.stream(side):
+                    for _ in range(3):
+                        net(x)
+                torch.cuda.current_stream(dev).wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    net(x)
+                run = graph.replay
+            for _ in range(warmup):
+                run()
+            torch.cuda.synchronize(dev)
+            begin = time.perf_counter()
+            while len(times) < runs or time.perf_counter() - begin < min_seconds:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                run()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+    arr = np.asarray(times)
+    q1, med, q3 = np.percentile(arr, [25, 50, 75])
+    return Latency(float(med), float(q3 - q1), float(arr.min()), len(times), batch_size, mode,
+                   hardware_fingerprint(dev, threads if dev.type == "cpu" else None))

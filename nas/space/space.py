@@ -34,13 +34,15 @@ class Architecture(Mapping[str, Any]):
     why the space cannot build it, or is None.
     """
 
-    __slots__ = ("_values", "fingerprint", "key", "error", "_hash")
+    __slots__ = ("_values", "fingerprint", "key", "error", "space", "_hash")
 
-    def __init__(self, values: Mapping[str, Any], fingerprint: str, key: str, error: str | None = None) -> None:
+    def __init__(self, values: Mapping[str, Any], fingerprint: str, key: str, error: str | None = None,
+                 space: "SearchSpace | None" = None) -> None:
         self._values = dict(values)
         self.fingerprint = fingerprint
         self.key = key
         self.error = error
+        self.space = space  # the space that made it (not part of equality; not serialised)
         self._hash = hash((fingerprint, tuple(sorted((k, repr(v)) for k, v in self._values.items()))))
 
     def __getitem__(self, label: str) -> Any:
@@ -109,7 +111,7 @@ class SearchSpace:
             text = path.read_text()
         except FileNotFoundError:
             raise SpaceError("no such file", source=source) from None
-        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, a file as a folder
             raise SpaceError(f"cannot read the file: {exc.__class__.__name__}", source=source) from None
         try:
             raw = yaml.safe_load(text)
@@ -230,8 +232,8 @@ class SearchSpace:
             res = self._resolve_values(values)
         except InvalidArchitecture as exc:
             digest = hashlib.sha256(_canon(values).encode()).hexdigest()[:16]
-            return Architecture(values, self.fingerprint, "invalid-" + digest, exc.reason)
-        return Architecture(values, self.fingerprint, res.key)
+            return Architecture(values, self.fingerprint, "invalid-" + digest, f"{exc.path}: {exc.reason}" if exc.path else exc.reason, self)
+        return Architecture(values, self.fingerprint, res.key, None, self)
 
     def sample(self, rng: RngLike = None, *, tries: int = 1000) -> Architecture:
         """A uniformly drawn value for every active decision, redrawn until the network is valid."""

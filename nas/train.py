@@ -1,0 +1,484 @@
+"""Train one candidate network, fast on a GPU and correct on a CPU.
+
+GPU recipe (see DESIGN.md): the whole dataset lives on the device, batches are gathered from a
+shuffled index on the device, bf16 autocast, channels_last for convolutions, gradients set to
+None, no host synchronisation inside an epoch (the loss is read once per epoch), evaluation in
+large batches. Small networks (NAS-Bench-201 cells) are bound by kernel-launch overhead, so the
+whole training step (gather, forward, backward, optimizer step) is captured once in a CUDA graph
+and replayed; if capture fails the same loop runs eagerly. On a CPU the same code runs eagerly.
+
+Failures are results: out-of-memory, a non-finite loss and build errors come back as
+`TrainingFailed` with a short reason, after the memory they held has been released.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import UsageError
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adam", "adamw")
+SCHEDULES = ("fixed", "exponential", "cosine")
+MONITORS = ("val_accuracy", "val_loss")
+
+
+class TrainingFailed(Exception):
+    """A candidate that could not be trained; `reason` is what the run records."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides how a candidate is trained.
+
+    The first block usually comes from the architecture (the space's `train` section); the rest
+    is set by the run. `TrainConfig.for_arch(resolved.train, **run_options)` combines them.
+    """
+
+    # -- training hyperparameters (searchable in a space) --
+    optimizer: str = "adam"  # sgd | momentum | nesterov | adagrad | adam | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9  # used by momentum and nesterov
+    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
+    l1: float = 0.0  # L1 penalty on weights, added to the loss
+    schedule: str = "cosine"  # fixed | exponential | cosine, stepped once per epoch
+    gamma: float = 0.95  # per-epoch factor of the exponential schedule
+    batch_size: int = 128
+    epochs: int = 20  # maximum epochs
+    label_smoothing: float = 0.0
+    # -- run options --
+    max_epochs: int | None = None  # cap on `epochs` for the whole run (a search budget knob)
+    patience: int | None = 5  # early stopping: epochs without improvement; None = off
+    min_delta: float = 0.0  # an improvement must beat the best by more than this
+    monitor: str = "val_accuracy"  # val_accuracy (higher is better) | val_loss (lower is better)
+    time_limit: float | None = None  # seconds of training per candidate; None = no limit
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # NHWC memory format for image models on CUDA
+    cuda_graph: bool = True  # capture the training step in a CUDA graph on CUDA
+    compile: bool = False  # torch.compile costs over a minute per new architecture
+    eval_batch_size: int = 2048
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check = _Checker()
+        check.choice("optimizer", self.optimizer, OPTIMIZERS)
+        check.choice("schedule", self.schedule, SCHEDULES)
+        check.choice("monitor", self.monitor, MONITORS)
+        check.positive("lr", self.lr)
+        check.positive("batch_size", self.batch_size, integer=True)
+        check.positive("epochs", self.epochs, integer=True)
+        check.positive("eval_batch_size", self.eval_batch_size, integer=True)
+        if self.max_epochs is not None:
+            check.positive("max_epochs", self.max_epochs, integer=True)
+        if self.patience is not None:
+            check.positive("patience", self.patience, integer=True)
+        if self.time_limit is not None:
+            check.positive("time_limit", self.time_limit)
+        for name in ("weight_decay", "l1", "min_delta", "label_smoothing"):
+            check.non_negative(name, getattr(self, name))
+        if not 0.0 <= self.momentum < 1.0:
+            raise UsageError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise UsageError(f"gamma must be in (0, 1], got {self.gamma}")
+
+    @classmethod
+    def for_arch(cls, train: Mapping[str, Any] | None = None, **options: Any) -> "TrainConfig":
+        """The config for an architecture's resolved `train` dict plus run options."""
+        known = {f.name for f in fields(cls)}
+        merged = {k: v for k, v in (train or {}).items() if k in known}
+        for k, v in options.items():
+            if k not in known:
+                raise UsageError(f"unknown training option {k!r}")
+            if v is not None or k in ("patience", "time_limit", "max_epochs"):
+                merged[k] = v
+        return cls(**merged)
+
+    @property
+    def total_epochs(self) -> int:
+        return min(self.epochs, self.max_epochs) if self.max_epochs else self.epochs
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate for 0-based `epoch`."""
+        if self.schedule == "exponential":
+            return self.lr * self.gamma**epoch
+        if self.schedule == "cosine":
+            return 0.5 * self.lr * (1.0 + math.cos(math.pi * epoch / self.total_epochs))
+        return self.lr
+
+
+class _Checker:
+    def choice(self, name: str, value: Any, options: tuple[str, ...]) -> None:
+        if value not in options:
+            raise UsageError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+
+    def positive(self, name: str, value: Any, integer: bool = False) -> None:
+        ok = isinstance(value, int) and not isinstance(value, bool) if integer else isinstance(value, (int, float))
+        if not ok or value <= 0:
+            raise UsageError(f"{name} must be a positive {'integer' if integer else 'number'}, got {value!r}")
+
+    def non_negative(self, name: str, value: Any) -> None:
+        if not isinstance(value, (int, float)) or value < 0:
+            raise UsageError(f"{name} must be a number >= 0, got {value!r}")
+
+
+class EarlyStopping:
+    """Stop when the monitored metric has not improved by more than `min_delta` for `patience`
+    epochs in a row (Prechelt 1998's simplest rule; ignite's EarlyStopping does the same)."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0, mode: str = "max") -> None:
+        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {patience!r}")
+        if not isinstance(min_delta, (int, float)) or min_delta < 0:
+            raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.patience, self.min_delta, self.mode = patience, float(min_delta), mode
+        self.best: float | None = None
+        self.best_epoch = -1
+        self.bad_epochs = 0
+
+    def improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best + self.min_delta if self.mode == "max" else value < self.best - self.min_delta
+
+    def step(self, value: float, epoch: int) -> bool:
+        """Record one epoch's value; True when training should stop."""
+        if self.improved(value):
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto' -> cuda when available, else cpu; a clear error for a device that is not there."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {device!r} asked for, but CUDA is not available here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+class DeviceData:
+    """The splits of a `nas.data.Dataset` as tensors resident on one device (moved once)."""
+
+    def __init__(self, dataset: Any, device: str | torch.device = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.name = dataset.name
+        self.num_classes = int(dataset.num_classes)
+        self.input_shape = tuple(dataset.input_shape)
+        self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for split in ("train", "val", "test"):
+            x = np.ascontiguousarray(getattr(dataset, f"x_{split}"), dtype=np.float32)
+            y = np.ascontiguousarray(getattr(dataset, f"y_{split}"), dtype=np.int64)
+            self._splits[split] = (torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device))
+        self._channels_last: dict[str, torch.Tensor] = {}
+
+    def split(self, name: str, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self._splits[name]
+        if channels_last and x.dim() == 4:
+            if name not in self._channels_last:
+                self._channels_last[name] = x.contiguous(memory_format=torch.channels_last)
+            x = self._channels_last[name]
+        return x, y
+
+    def size(self, name: str) -> int:
+        return int(self._splits[name][1].shape[0])
+
+
+@dataclass
+class TrainResult:
+    """What training produced; `state` holds the best epoch's weights (on the training device)."""
+
+    val_accuracy: float
+    val_loss: float
+    train_loss: float
+    epochs: int
+    best_epoch: int
+    stopped_early: bool
+    stop_reason: str  # patience | time limit | max epochs
+    seconds: float
+    seconds_per_epoch: float
+    device: str
+    cuda_graph: bool
+    graph_note: str | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    state: dict[str, torch.Tensor] | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("state")
+        out.pop("history")
+        return out
+
+
+class GraphSGD(torch.optim.Optimizer):
+    """SGD with optional momentum, Nesterov and L2, whose learning rate is a 0-d tensor on the
+    parameters' device. torch's SGD reads a tensor learning rate with `.item()`, a host sync that
+    breaks CUDA-graph capture; this one multiplies by the tensor, so one captured graph serves
+    every epoch of a schedule (the epoch's rate is written into the tensor)."""
+
+    def __init__(self, params: Any, lr: torch.Tensor, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
+        for group in self.param_groups:
+            if group["momentum"]:
+                for p in group["params"]:
+                    # zero buffers made up front, so capture does not see lazily created state;
+                    # the first update m*0 + g equals torch's clone of g
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            if group["weight_decay"]:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            if group["momentum"]:
+                bufs = [self.state[p]["momentum_buffer"] for p in params]
+                torch._foreach_mul_(bufs, group["momentum"])
+                torch._foreach_add_(bufs, grads)
+                grads = torch._foreach_add(grads, bufs, alpha=group["momentum"]) if group["nesterov"] else bufs
+            torch._foreach_sub_(params, torch._foreach_mul(grads, group["lr"]))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device, graph: bool) -> tuple[torch.optim.Optimizer, Callable[[float], None]]:
+    """The optimizer and a function that sets its learning rate without a host sync."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    wd = cfg.weight_decay
+    if cfg.optimizer in ("sgd", "momentum", "nesterov"):
+        lr_t = torch.tensor(cfg.lr, dtype=torch.float32, device=device)
+        momentum = 0.0 if cfg.optimizer == "sgd" else cfg.momentum
+        opt: torch.optim.Optimizer = GraphSGD(params, lr_t, momentum=momentum, nesterov=cfg.optimizer == "nesterov", weight_decay=wd)
+        return opt, lambda lr: lr_t.fill_(lr)
+    if cfg.optimizer in ("adam", "adamw"):
+        cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        if graph:
+            lr_t = torch.tensor(cfg.lr, dtype=torch.float32, device=device)
+            opt = cls(params, lr=lr_t, weight_decay=wd, capturable=True)
+            return opt, lambda lr: lr_t.fill_(lr)
+        opt = cls(params, lr=cfg.lr, weight_decay=wd)
+    else:
+        opt = torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=wd)
+
+    def set_lr(lr: float) -> None:
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+    return opt, set_lr
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def release_memory(device: torch.device | None = None) -> None:
+    """Give cached device memory back after a failed candidate."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class _Step:
+    """One training step on a static batch index: eager, or captured in a CUDA graph."""
+
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable[..., torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                 batch: int, cfg: TrainConfig, device: torch.device, use_graph: bool) -> None:
+        self.model, self.opt, self.loss_fn, self.x, self.y = model, opt, loss_fn, x, y
+        self.cfg, self.device = cfg, device
+        self.autocast = device.type == "cuda" and cfg.amp
+        self.index = torch.zeros(batch, dtype=torch.long, device=device)
+        self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+        self.weights = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() > 1] if cfg.l1 else []
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.use_graph = use_graph
+        self.note: str | None = None
+        self.warmup_left = 3 if use_graph else 0
+
+    def _body(self) -> None:
+        xb = self.x.index_select(0, self.index)
+        yb = self.y.index_select(0, self.index)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast, cache_enabled=False):
+            loss = self.loss_fn(self.model(xb), yb)
+            if self.weights:
+                loss = loss + self.cfg.l1 * sum(w.abs().sum() for w in self.weights)
+        loss.backward()
+        self.opt.step()
+        self.loss_sum += loss.detach().float()
+
+    def __call__(self, index: torch.Tensor) -> None:
+        self.index.copy_(index, non_blocking=True)
+        if self.graph is not None:
+            self.graph.replay()
+            return
+        if self.warmup_left > 0:
+            # torch's recipe: a few eager steps on a side stream before capture (they are real
+            # training steps on real batches, so nothing is wasted)
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self.opt.zero_grad(set_to_none=True)
+                self._body()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self.warmup_left -= 1
+            if self.warmup_left == 0:
+                self._capture()
+            return
+        self.opt.zero_grad(set_to_none=True)
+        self._body()
+
+    def _capture(self) -> None:
+        saved = copy.deepcopy(self.opt.state_dict())
+        try:
+            self.opt.zero_grad(set_to_none=True)
+            before = self.loss_sum.clone()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._body()
+            self.loss_sum.copy_(before)  # capture records the step without running it
+            self.graph = graph
+        except Exception as exc:  # capture is an optimisation: any failure means eager
+            if _is_oom(exc):
+                raise
+            self.graph = None
+            self.use_graph = False
+            self.note = f"CUDA graph capture failed, ran eagerly: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            self.opt.load_state_dict(saved)
+            torch.cuda.synchronize(self.device)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DeviceData, split: str = "val", cfg: TrainConfig | None = None) -> tuple[float, float]:
+    """(mean cross-entropy loss, accuracy) of `model` on a split, in eval mode, large batches."""
+    cfg = cfg or TrainConfig()
+    device = data.device
+    x, y = data.split(split, channels_last=device.type == "cuda" and cfg.channels_last)
+    n = int(y.shape[0])
+    if n == 0:
+        return float("nan"), float("nan")
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.amp):
+        for start in range(0, n, cfg.eval_batch_size):
+            xb, yb = x[start:start + cfg.eval_batch_size], y[start:start + cfg.eval_batch_size]
+            out = model(xb).float()
+            loss_sum += nn.functional.cross_entropy(out, yb, reduction="sum").double()
+            correct += (out.argmax(1) == yb).sum()
+    model.train(was_training)
+    return float(loss_sum.item() / n), float(correct.item() / n)
+
+
+def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    """Train `model` on `data` with `cfg`; the best epoch's weights are loaded back at the end.
+
+    Raises TrainingFailed("diverged ...") on a non-finite loss and TrainingFailed("out of
+    memory") on CUDA OOM (memory released first).
+    """
+    device = data.device
+    try:
+        return _fit(model, data, cfg, on_epoch)
+    except TrainingFailed:
+        release_memory(device)
+        raise
+    except Exception as exc:
+        if _is_oom(exc):
+            release_memory(device)
+            raise TrainingFailed("out of memory") from None
+        raise
+
+
+def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None) -> TrainResult:
+    device = data.device
+    cuda = device.type == "cuda"
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    image = len(data.input_shape) == 3
+    channels_last = cuda and cfg.channels_last and image
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.train()
+    if cfg.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    x, y = data.split("train", channels_last=channels_last)
+    n = int(y.shape[0])
+    batch = min(cfg.batch_size, n)
+    steps = max(1, n // batch)  # full batches only: static shapes for the graph, steady BN stats
+    use_graph = cuda and cfg.cuda_graph and not cfg.compile and cfg.optimizer != "adagrad"
+    opt, set_lr = make_optimizer(model, cfg, device, use_graph)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    step = _Step(model, opt, loss_fn, x, y, batch, cfg, device, use_graph)
+    shuffle = torch.Generator(device=device).manual_seed(cfg.seed)
+    stopper = EarlyStopping(cfg.patience, cfg.min_delta, "max" if cfg.monitor == "val_accuracy" else "min") if cfg.patience else None
+    best_state: dict[str, torch.Tensor] | None = None
+    best = (-1, float("nan"), float("nan"))  # epoch, val loss, val accuracy
+    best_score = None
+    history: list[dict[str, float]] = []
+    total = cfg.total_epochs
+    reason = "max epochs"
+    train_loss = float("nan")
+    for epoch in range(total):
+        t0 = time.perf_counter()
+        set_lr(cfg.lr_at(epoch))
+        perm = torch.randperm(n, device=device, generator=shuffle)
+        step.loss_sum.zero_()
+        for i in range(steps):
+            step(perm[i * batch:(i + 1) * batch])
+        train_loss = float(step.loss_sum.item()) / steps  # the one host sync of the epoch
+        if not math.isfinite(train_loss):
+            raise TrainingFailed(f"diverged: training loss {train_loss} in epoch {epoch + 1}")
+        val_loss, val_acc = evaluate(model, data, "val", cfg)
+        if not math.isfinite(val_loss) and data.size("val") > 0:
+            raise TrainingFailed(f"diverged: validation loss {val_loss} in epoch {epoch + 1}")
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc,
+                  "lr": cfg.lr_at(epoch), "seconds": time.perf_counter() - t0}
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        score = val_acc if cfg.monitor == "val_accuracy" else -val_loss
+        if best_score is None or score > best_score:
+            best_score = score
+            best = (epoch + 1, val_loss, val_acc)
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if stopper is not None and stopper.step(val_acc if cfg.monitor == "val_accuracy" else val_loss, epoch + 1):
+            reason = "patience"
+            break
+        if cfg.time_limit is not None and time.perf_counter() - start > cfg.time_limit:
+            reason = "time limit"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    seconds = time.perf_counter() - start
+    return TrainResult(
+        val_accuracy=best[2], val_loss=best[1], train_loss=train_loss, epochs=len(history), best_epoch=best[0],
+        stopped_early=reason != "max epochs", stop_reason=reason, seconds=seconds,
+        seconds_per_epoch=seconds / max(1, len(history)), device=str(device), cuda_graph=step.graph is not None,
+        graph_note=step.note, history=history, state=best_state,
+    )
+
