@@ -206,6 +206,150 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- nas search / resume / status -----------------------------------------------------------
+def _duration(text: str) -> float:
+    """'90', '90s', '15m', '2h' -> seconds."""
+    t = text.strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(t[-1:], None)
+    try:
+        value = float(t[:-1]) * scale if scale else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration like 600, 90s, 15m or 2h, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
+    return value
+
+
+def front_table(store: Any, space: Any, objectives: list[Any], limit: int | None = None) -> str:
+    """The Pareto front of a run as a text table (test accuracy where it was computed)."""
+    from . import objectives as objmod
+
+    front = objmod.front(store.candidates(["complete"]), objectives)
+    if not front:
+        return "no complete, feasible candidate yet"
+    rows = []
+    for c in front[:limit]:
+        m = c.metrics
+        test = (c.test or {}).get("test_accuracy")
+        try:
+            arch_text = space.summary(space.make(c.arch))
+        except NasError:
+            arch_text = json.dumps(c.arch)
+        rows.append([c.id, f"{m.get('val_accuracy', float('nan')):.4f}", f"{test:.4f}" if test is not None else "-",
+                     f"{m['params']:,}" if "params" in m else "-", human(m.get("flops")),
+                     f"{m['latency_ms']:.3f}" if m.get("latency_ms") is not None else "-", m.get("epochs", "-"),
+                     arch_text if len(arch_text) <= 90 else arch_text[:87] + "..."])
+    return table(rows, ["id", "val acc", "test acc", "params", "flops", "lat ms", "epochs", "architecture"], "rrrrrrrl")
+
+
+def _print_end(result: Any, space: Any) -> None:
+    from .store import RunStore
+
+    print()
+    with RunStore.open(result.run) as store:
+        objectives = result.objectives
+        print(f"Pareto front ({', '.join(o.name + (' max' if o.direction == 'max' else ' min') for o in objectives)}), stopped by {result.stopped}:")
+        print(front_table(store, space, objectives))
+    print(f"\nrun saved in {result.run}; next: nas status {result.run} | nas report {result.run} | nas export {result.run} --out best/")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from . import objectives as objmod
+    from .search import SearchConfig, space_config, start
+    from .space import load_space
+    from .tabular import parse_tabular
+
+    tabular = parse_tabular(args.data)
+    space_spec = args.space or ("nb201" if tabular else "cnn")
+    space = load_space(space_spec)
+    objectives = objmod.parse_objectives(args.objectives)
+    options: dict[str, Any] = {}
+    for name in ("population", "sample"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    for item in args.strategy_option or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--strategy-option takes KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    train = {k: v for k, v in (("max_epochs", args.epochs), ("patience", args.patience), ("time_limit", args.time_limit)) if v is not None}
+    latency = {k: v for k, v in (("device", args.latency_device), ("mode", args.latency_mode), ("batch", args.latency_batch)) if v is not None}
+    config = SearchConfig(
+        space=space_config(space), data=args.data, data_seed=args.data_seed, objectives=[o.name for o in objectives],
+        constraints=objmod.parse_constraints(args.constraint), strategy=args.strategy, strategy_options=options,
+        budget=args.budget, time_budget=args.time_budget, seed=args.seed, device=args.device, train=train, latency=latency,
+        keep_weights=args.keep_weights, max_failures=args.max_failures, workers=args.workers, backend=args.backend,
+        backend_options={"address": args.address} if args.address else {},
+    )
+    session = start(config, args.run, objectives=objectives, progress=not args.no_progress)
+    print(f"run {session.store.path}: {space.name} on {args.data}, strategy {session.strategy.name}, objectives {', '.join(config.objectives)}, budget {config.budget}")
+    try:
+        result = session.run()
+    finally:
+        session.store.close()
+    _print_end(result, session.space)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .search import resume
+
+    session = resume(args.run, budget=args.budget, time_budget=args.time_budget, progress=not args.no_progress)
+    counts = session.store.counts()
+    print(f"resuming {args.run}: {counts['complete'] + counts['failed'] + counts['infeasible']} finished, {counts['queued'] + counts['running']} to evaluate again")
+    try:
+        result = session.run()
+    finally:
+        session.store.close()
+    _print_end(result, session.space)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import time as _time
+
+    from . import objectives as objmod
+
+    from .search import open_run
+
+    store, config, space, objectives = open_run(args.run)
+    with store:
+        counts = store.counts()
+        evaluated = counts["complete"] + counts["failed"] + counts["infeasible"] - counts["duplicates"]
+        cands = store.candidates()
+        front = objmod.front(cands, objectives)
+        running = [c for c in cands if c.state == "running"]
+        hv = objmod.hypervolume(cands, objectives) if len(objectives) > 1 else None
+        if args.json:
+            print(json.dumps({
+                "run": str(store.path), "space": space.name, "data": config.data, "strategy": config.strategy,
+                "objectives": config.objectives, "budget": config.budget, "evaluated": evaluated, "counts": counts,
+                "stopped": store.meta("stopped"), "elapsed_s": store.meta("elapsed", 0.0), "hypervolume": hv,
+                "running": [{"id": c.id, "worker": c.worker, "since": c.started} for c in running],
+                "front": [{"id": c.id, "key": c.key, "objectives": dict(zip(config.objectives, c.objectives or ())), "metrics": c.metrics,
+                           "test": c.test, "arch": c.arch} for c in front],
+            }, indent=2, default=str))
+            return 0
+        print(f"run        {store.path}")
+        print(f"space      {space.name} on {config.data}; strategy {config.strategy}; objectives {', '.join(config.objectives)}")
+        print(f"progress   {evaluated}/{config.budget if config.budget else '-'} evaluated"
+              f" ({counts['complete']} complete, {counts['failed']} failed, {counts['infeasible']} infeasible, {counts['duplicates']} duplicates answered from the store)")
+        print(f"time       {store.meta('elapsed', 0.0):.0f} s of search" + (f"; stopped by {store.meta('stopped')}" if store.meta("stopped") else ""))
+        if hv is not None:
+            print(f"hypervolume {hv:.4f} (objectives normalised, reference 1.1)")
+        for c in running:
+            print(f"running    #{c.id} on {c.worker or '?'} for {_time.time() - (c.started or _time.time()):.0f} s")
+        if counts["failed"]:
+            last = [c for c in cands if c.state == "failed"][-1]
+            print(f"last failure #{last.id}: {last.error}")
+        print()
+        print(front_table(store, space, objectives, limit=args.limit))
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Neural architecture search: search spaces, search, training, export.")
@@ -256,6 +400,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", action="store_true", help="also report test accuracy")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    def run_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--budget", type=_positive_int, help="evaluations of distinct architectures")
+        p.add_argument("--time-budget", type=_duration, help="wall-clock limit of the search: 600, 90s, 15m, 2h")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("search", help="run an architecture search (defaults: a real search on digits)")
+    p.add_argument("--space", help="a YAML file or a shipped space (default: cnn; nb201 for --data nb201:*)")
+    p.add_argument("--data", default="digits", help="digits (default), mnist5k, a .npz file, an image folder, or nb201:cifar10|cifar100|imagenet16")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--objectives", default="accuracy,params", help="comma-separated: accuracy, params, flops, latency (default accuracy,params)")
+    p.add_argument("--constraint", action="append", metavar="EXPR", help="e.g. params<=200000, flops<=5e6, latency<=2ms (repeatable)")
+    p.add_argument("--strategy", default="auto", help="auto (evolution for one objective, nsga2 for more), random, evolution, nsga2, rl")
+    p.add_argument("--population", type=_positive_int, help="population size of evolution / nsga2")
+    p.add_argument("--sample", type=_positive_int, help="tournament sample size of evolution")
+    p.add_argument("--strategy-option", action="append", metavar="KEY=VALUE", help="any other strategy option (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run", help="run directory (default runs/<space>-<data>-<time>)")
+    p.add_argument("--device", default="auto", help="training device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--epochs", type=_positive_int, help="cap on each candidate's training epochs")
+    p.add_argument("--patience", type=_positive_int, help="early-stopping patience (default 5)")
+    p.add_argument("--time-limit", type=_duration, help="training time limit per candidate")
+    p.add_argument("--latency-device", help="latency measured on: cpu (default) or cuda; for nb201:* a table column such as 1080ti_bs1_ms")
+    p.add_argument("--latency-mode", choices=("eager", "cuda_graph"), help="on CUDA: eager (default) or cuda_graph latency")
+    p.add_argument("--latency-batch", type=_positive_int, help="batch size of latency measurements (default 1)")
+    p.add_argument("--keep-weights", choices=("all", "front", "none"), default="all", help="trained weights to keep (default all)")
+    p.add_argument("--max-failures", type=_positive_int, default=10, help="stop after this many failures in a row (default 10)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="parallel evaluations (with --backend process or ray)")
+    p.add_argument("--backend", default="inline", help="inline (default), process or ray")
+    p.add_argument("--address", help="Ray cluster address for --backend ray (auto, HOST:PORT); default: a local Ray")
+    run_opts(p)
+    p.set_defaults(func=cmd_search, budget=40)
+
+    p = sub.add_parser("resume", help="carry on a stopped or crashed run; nothing finished is redone")
+    p.add_argument("run", metavar="RUN")
+    run_opts(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("status", help="progress, best so far and the Pareto front of a run")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=_positive_int, help="show at most this many front members")
+    p.set_defaults(func=cmd_status)
     return parser
 
 

@@ -490,6 +490,11 @@ class SearchSpace:
         return cells[0].fields["nodes"].value, labels
 
     @property
+    def cell_form(self) -> tuple[int, list[str]] | None:
+        """(nodes, edge labels in edge order) when the architecture is exactly one cell, else None."""
+        return (self._cell[0], list(self._cell[1])) if self._cell is not None else None
+
+    @property
     def is_cell_space(self) -> bool:
         """True when an architecture is exactly one cell (NAS-Bench-201 style strings apply)."""
         return self._cell is not None
@@ -539,6 +544,43 @@ class SearchSpace:
         if "values" in data and isinstance(data["values"], Mapping):
             data = data["values"]
         return self.make(data)
+
+    def summary(self, arch: Architecture, train: bool = True) -> str:
+        """A short human description of the network: `conv32k3 > maxpool2 > dense64 | adam lr 0.003`."""
+        if self._cell is not None:
+            return self.format_arch(arch)
+        if not arch.valid:
+            return f"invalid: {arch.error}"
+        res = self.resolve(arch)
+
+        def one(layer: dict[str, Any]) -> str:
+            t = layer["type"]
+            if t in ("conv", "sep_conv"):
+                text = f"{'sep' if t == 'sep_conv' else 'conv'}{layer['out']}k{layer['kernel']}" + (f"s{layer['stride']}" if layer["stride"] > 1 else "")
+                return text + (f"/{layer['act']}" if layer["act"] != "relu" else "") + ("" if layer["norm"] == "batch" else "/nonorm")
+            if t == "dense":
+                return f"dense{layer['units']}" + (f"/{layer['act']}" if layer["act"] != "relu" else "") + ("/bn" if layer["norm"] == "batch" else "") + (f"/drop{layer['dropout']:g}" if layer["dropout"] else "")
+            if t == "pool":
+                return f"{layer['kind']}pool{layer['size']}"
+            if t == "resblock":
+                return f"res{layer['out']}" + (f"s{layer['stride']}" if layer["stride"] > 1 else "")
+            if t == "residual":
+                return "(" + " > ".join(one(x) for x in layer["body"]) + ")+skip"
+            if t == "cell":
+                return "cell"
+            if t == "dropout":
+                return f"drop{layer['p']:g}"
+            if t == "act":
+                return layer["fn"]
+            if t == "norm":
+                return "bn"
+            return t
+
+        text = " > ".join(one(layer) for layer in res.net["body"])
+        if train:
+            tr = res.train
+            text += f" | {tr['optimizer']} lr {tr['lr']:g} bs {tr['batch_size']}"
+        return text
 
     # -- fingerprint ------------------------------------------------------------------------
     def _describe(self) -> dict[str, Any]:

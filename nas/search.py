@@ -1,0 +1,464 @@
+"""The search driver: ask the strategy, evaluate, tell, record; resume exactly after any stop.
+
+The strategy proposes, the evaluator measures, the driver loops and records (STYLE 2). The
+driver is the run store's only writer. It runs steady-state: a finished evaluation lets the next
+one start at once, so parallel executors need no generation barrier.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from . import objectives as objmod
+from .errors import NasError, UsageError
+from .evaluators import Evaluation
+from .objectives import Objective
+from .space import Architecture, SearchSpace
+from .store import Candidate, RunError, RunStore
+from .strategies import Result, Strategy, default_strategy, make_strategy
+
+RUN_VERSION = 1
+KEEP_WEIGHTS = ("all", "front", "none")
+
+
+class SearchInterrupted(NasError):
+    """Ctrl-C: the run is saved; the message says how to resume."""
+
+
+@dataclass
+class SearchConfig:
+    """What the command said. Stored with the run; `nas resume` starts from it."""
+
+    space: dict[str, Any]  # {"raw": the space as a dict, "source": where it came from}
+    data: str = "digits"
+    data_seed: int = 0
+    objectives: list[str] = field(default_factory=lambda: ["accuracy"])
+    constraints: dict[str, float] = field(default_factory=dict)
+    strategy: str = "auto"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    budget: int | None = 50  # evaluations of distinct architectures
+    time_budget: float | None = None  # seconds of search, summed over sessions
+    seed: int = 0
+    device: str = "auto"
+    train: dict[str, Any] = field(default_factory=dict)  # run options for TrainConfig (max_epochs, patience, ...)
+    latency: dict[str, Any] = field(default_factory=dict)  # measure latency: device, batch, mode, threads (or NB201 column)
+    keep_weights: str = "all"
+    max_failures: int = 10  # stop after this many failed evaluations in a row
+    workers: int = 1
+    backend: str = "inline"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SearchConfig":
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def check(self) -> None:
+        if self.budget is None and self.time_budget is None:
+            raise UsageError("give a budget (evaluations) or a time budget (seconds), or both")
+        if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 1):
+            raise UsageError(f"budget must be a positive number of evaluations, got {self.budget!r}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise UsageError(f"time budget must be positive seconds, got {self.time_budget!r}")
+        if self.keep_weights not in KEEP_WEIGHTS:
+            raise UsageError(f"keep_weights must be one of {', '.join(KEEP_WEIGHTS)}, got {self.keep_weights!r}")
+        if not isinstance(self.max_failures, int) or self.max_failures < 1:
+            raise UsageError(f"max_failures must be a positive integer, got {self.max_failures!r}")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise UsageError(f"workers must be a positive integer, got {self.workers!r}")
+
+
+def seed_for(run_seed: int, key: str) -> int:
+    """The training seed of an architecture: fixed by the run seed and the architecture's key, so a
+    candidate gets the same seed whenever and wherever it is evaluated (exact resume, parallel)."""
+    return int(hashlib.sha256(f"{run_seed}:{key}".encode()).hexdigest()[:8], 16)
+
+
+def make_evaluator(config: SearchConfig) -> Any:
+    """The evaluator a config asks for: NB201 tables for `nb201:*`, else training on the data."""
+    from .tabular import TabularEvaluator, parse_tabular
+
+    dataset = parse_tabular(config.data)
+    if dataset is not None:
+        return TabularEvaluator(dataset, latency_device=config.latency.get("device") or "1080ti_bs1_ms")
+    from .evaluators import TrainingEvaluator
+
+    lat = config.latency
+    return TrainingEvaluator(
+        config.data, device=config.device, data_seed=config.data_seed,
+        latency=bool(lat) or "latency" in config.objectives or "max_latency_ms" in config.constraints,
+        latency_device=lat.get("device", "cpu"), latency_batch=lat.get("batch", 1), latency_mode=lat.get("mode", "eager"),
+        latency_threads=lat.get("threads", 1), keep_weights=config.keep_weights != "none", **config.train,
+    )
+
+
+@dataclass
+class SearchResult:
+    """What a search produced (also available later from `nas.open_run`)."""
+
+    run: Path
+    candidates: list[Candidate]
+    front: list[Candidate]
+    objectives: list[Objective]
+    stopped: str  # budget | time budget | failures | exhausted
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.front[0] if self.front else None
+
+
+class Search:
+    """One search session over a run store (a new run, or one being resumed)."""
+
+    def __init__(self, store: RunStore, config: SearchConfig, space: SearchSpace, *, objectives: Sequence[Objective] | None = None,
+                 evaluator: Any = None, progress: bool = True, log: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.objectives = list(objectives) if objectives is not None else objmod.parse_objectives(config.objectives)
+        self.evaluator = evaluator if evaluator is not None else make_evaluator(config)
+        fit = getattr(self.evaluator, "fit_space", None)
+        self.space = fit(space) if fit is not None else space
+        check = getattr(self.evaluator, "check_space", None)
+        if check is not None:
+            check(self.space)
+        self.constraints = {**self.space.constraints, **config.constraints}
+        name = config.strategy if config.strategy != "auto" else default_strategy(len(self.objectives))
+        self.strategy: Strategy = make_strategy(name, self.space, len(self.objectives), config.seed, **config.strategy_options)
+        saved = store.state("strategy")
+        if saved is not None:
+            self.strategy.load_state_dict(saved)
+        self.progress = progress
+        self.log = log or print
+        self._bar: Any = None
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def _evaluated(self) -> int:
+        """Distinct architectures evaluated so far (duplicates answered from the store do not count)."""
+        counts = self.store.counts()
+        return counts["complete"] + counts["failed"] + counts["infeasible"] - counts["duplicates"]
+
+    def _elapsed(self) -> float:
+        return float(self.store.meta("elapsed", 0.0))
+
+    def _result(self, cand_id: int, arch: Architecture, ev: Evaluation, generation: int, parents: tuple[int, ...]) -> tuple[Result, tuple[float, ...] | None, float]:
+        """The strategy's view of an evaluation: minimised objective values (None when failed)."""
+        values: tuple[float, ...] | None = None
+        violation = 0.0
+        if ev.status == "infeasible":
+            violation = max(objmod.violation(ev.metrics, self.constraints), 1e-9)
+        elif ev.ok:
+            raw = [o.value(ev.metrics, arch) for o in self.objectives]
+            if any(v is None or not math.isfinite(v) for v in raw):
+                missing = [o.name for o, v in zip(self.objectives, raw) if v is None]
+                ev.status, ev.error = "failed", f"the evaluator gave no value for objective(s) {', '.join(missing) or '(non-finite)'}"
+            else:
+                values = tuple(float(v) for v in raw)  # type: ignore[arg-type]
+                violation = objmod.violation(ev.metrics, self.constraints)
+        told = objmod.to_min(values, self.objectives) if values is not None else None
+        return Result(cand_id, arch, told, violation, generation, parents), values, violation
+
+    def _record(self, cand: Candidate, arch: Architecture, ev: Evaluation, source: str | None = None) -> None:
+        result, values, violation = self._result(cand.id, arch, ev, cand.generation, cand.parents)
+        self.strategy.tell(result)
+        state = ev.status if ev.status in ("complete", "failed", "infeasible") else "failed"
+        keep = self.config.keep_weights != "none" and ev.state is not None and source is None
+        self.store.finish(cand.id, state, metrics=ev.metrics, objectives=values, violation=violation, error=ev.error,
+                          source=source, weights=ev.state if keep else None, states={"strategy": self.strategy.state_dict()})
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        from .executors import make_executor
+
+        cfg = self.config
+        started = time.monotonic()
+        elapsed0 = self._elapsed()
+        stop = "budget"
+        failures_in_row = 0
+        dup_streak = 0
+        summary_every = max(5, int(self.strategy.options.get("population", 10)))
+        pending = self.store.candidates(["queued", "running"])  # asked before a stop: evaluate again
+        executor = make_executor(cfg, self)
+        inflight: dict[int, tuple[Candidate, Architecture]] = {}
+        self._open_bar()
+        try:
+            while True:
+                # fill the workers
+                while len(inflight) < executor.capacity:
+                    if self._out_of_time(started, elapsed0):
+                        stop = "time budget"
+                        break
+                    if pending:
+                        cand = pending.pop(0)
+                        arch = self.space.make(cand.arch)
+                    else:
+                        if cfg.budget is not None and self._evaluated() + len(inflight) >= cfg.budget:
+                            break
+                        proposal = self.strategy.ask()
+                        arch = proposal.arch
+                        cid = self.store.add(arch.key, dict(arch), generation=proposal.generation, parents=proposal.parents,
+                                             states={"strategy": self.strategy.state_dict()})
+                        cand = self.store.candidate(cid)  # type: ignore[assignment]
+                    twin = self.store.evaluated(cand.key)
+                    if twin is not None:
+                        ev = Evaluation(twin.state, dict(twin.metrics), twin.error)
+                        self._record(cand, arch, ev, source=f"duplicate of #{twin.id}")
+                        dup_streak += 1
+                        if dup_streak > max(1000, 20 * (cfg.budget or 50)):
+                            stop = "exhausted"
+                            break
+                        continue
+                    if any(c.key == cand.key for c, _ in inflight.values()):
+                        # its twin is being evaluated right now: wait for it, then answer from the store
+                        pending.insert(0, cand)
+                        break
+                    dup_streak = 0
+                    self.store.start(cand.id, executor.worker_name())
+                    executor.submit(cand.id, self.space, arch, seed_for(cfg.seed, cand.key), self.constraints)
+                    inflight[cand.id] = (cand, arch)
+                if stop in ("time budget", "exhausted") and not inflight:
+                    break
+                if not inflight:
+                    if stop == "budget" and cfg.budget is not None and self._evaluated() >= cfg.budget:
+                        break
+                    if stop != "budget":
+                        break
+                    continue
+                for cid, ev in executor.wait():
+                    cand, arch = inflight.pop(cid)
+                    self._record(cand, arch, ev)
+                    failures_in_row = failures_in_row + 1 if ev.status == "failed" else 0
+                    self._advance(ev, cand, summary_every)
+                if failures_in_row >= cfg.max_failures:
+                    stop = "failures"
+                    self.log(f"stopping: {failures_in_row} evaluations failed in a row (last: {self.store.candidates(['failed'])[-1].error})")
+                    executor.cancel_all()
+                    for cid, (cand, _) in list(inflight.items()):
+                        self.store.requeue(cid)
+                    inflight.clear()
+                    break
+        except KeyboardInterrupt:
+            executor.cancel_all()
+            self._save_elapsed(started, elapsed0)
+            self._close_bar()
+            raise SearchInterrupted(f"interrupted; everything finished so far is saved in {self.store.path}. Resume with: nas resume {self.store.path}") from None
+        finally:
+            executor.shutdown()
+        self._save_elapsed(started, elapsed0)
+        self._close_bar()
+        if stop == "exhausted":
+            self.log("stopping: the strategy keeps proposing architectures that were already evaluated (the space may be exhausted)")
+        return self.finish(stop)
+
+    def _out_of_time(self, started: float, elapsed0: float) -> bool:
+        tb = self.config.time_budget
+        return tb is not None and elapsed0 + (time.monotonic() - started) >= tb
+
+    def _save_elapsed(self, started: float, elapsed0: float) -> None:
+        self.store.set_meta("elapsed", elapsed0 + time.monotonic() - started)
+
+    def finish(self, stop: str) -> SearchResult:
+        """Test-split scores for the final front (only for it), weight pruning, the result."""
+        candidates = self.store.candidates()
+        front = objmod.front(candidates, self.objectives)
+        tester = getattr(self.evaluator, "test", None)
+        if tester is not None:
+            for c in front:
+                if c.test is not None:
+                    continue
+                source = int(c.source.split("#")[1]) if c.source else c.id
+                try:
+                    weights = None
+                    if getattr(self.evaluator, "test_needs_weights", True):
+                        if not self.store.weights_path(source).exists():
+                            continue  # weights were not kept: nothing to test
+                        weights = self.store.load_weights(source)
+                    test = tester(self.space, self.space.make(c.arch), weights)
+                except Exception as exc:  # a test score is a report, not a reason to lose the run
+                    test = {"error": f"{type(exc).__name__}: {exc}"}
+                self.store.set_test(c.id, test)
+                c.test = test
+        if self.config.keep_weights == "front":
+            keep = {int(c.source.split("#")[1]) if c.source else c.id for c in front}
+            self.store.prune_weights(keep)
+        self.store.set_meta("stopped", stop)
+        return SearchResult(self.store.path, self.store.candidates(), front, self.objectives, stop)
+
+    # -- progress -----------------------------------------------------------------------------
+    def _open_bar(self) -> None:
+        if not self.progress:
+            return
+        from tqdm.auto import tqdm
+
+        total = self.config.budget
+        self._bar = tqdm(total=total, initial=min(self._evaluated(), total or 0), desc="search", unit="cand", dynamic_ncols=True)
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _advance(self, ev: Evaluation, cand: Candidate, summary_every: int) -> None:
+        done = self._evaluated()
+        if self._bar is None and not self.progress:
+            return
+        candidates = self.store.candidates(["complete"])
+        fr = objmod.front(candidates, self.objectives)
+        first = self.objectives[0]
+        postfix: dict[str, Any] = {}
+        if fr:
+            postfix[f"best {first.name}"] = f"{fr[0].objectives[0]:.4g}"
+        if len(self.objectives) > 1:
+            postfix["hv"] = f"{objmod.hypervolume(candidates, self.objectives):.3f}"
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(postfix, refresh=False)
+        if done % summary_every == 0:
+            counts = self.store.counts()
+            text = f"evaluated {done:>5}  " + "  ".join(f"{k} {v}" for k, v in postfix.items())
+            text += f"  front {len(fr)}  failed {counts['failed']}  infeasible {counts['infeasible']}  duplicates {counts['duplicates']}"
+            if self._bar is not None:
+                self._bar.write(text)
+            else:
+                self.log(text)
+
+
+# -- public API -----------------------------------------------------------------------------
+def open_run(run: str | Path) -> tuple[RunStore, SearchConfig, SearchSpace, list[Objective]]:
+    """A run opened read-only (also while a search writes it): store, config, the space as the
+    run used it (for the data's input shape) and its built-in objectives."""
+    store = RunStore.open(run)
+    try:
+        config = SearchConfig.from_dict(store.meta("config"))
+        space = SearchSpace.from_dict(config.space["raw"], config.space.get("source", "<run>"))
+        shape, classes = store.meta("input_shape"), store.meta("classes")
+        if shape and (tuple(shape) != space.input_shape or classes != space.classes):
+            space = space.with_input(shape, classes)
+        names = [o for o in config.objectives if o in objmod.BUILTIN]
+        objectives = objmod.parse_objectives(names or ["accuracy"])
+    except BaseException:
+        store.close()
+        raise
+    return store, config, space, objectives
+
+
+def default_run_dir(space_name: str, data: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"{space_name}-{data}")
+    return Path("runs") / f"{safe}-{stamp}"
+
+
+def space_config(space: SearchSpace) -> dict[str, Any]:
+    import json
+
+    try:
+        raw = json.loads(json.dumps(space.raw))
+    except (TypeError, ValueError):
+        raise UsageError("the space must be made of plain values (numbers, strings, lists, dicts) to be saved with the run") from None
+    return {"raw": raw, "source": space.source}
+
+
+def start(config: SearchConfig, run: str | Path | None = None, *, objectives: Sequence[Objective] | None = None,
+          evaluator: Any = None, progress: bool = True, log: Callable[[str], None] | None = None) -> Search:
+    """Create a run directory for `config` and return the `Search` session (call `.run()`)."""
+    from . import __version__
+
+    config.check()
+    space = SearchSpace.from_dict(config.space["raw"], config.space.get("source", "<run>"))
+    space.check()
+    objs = list(objectives) if objectives is not None else objmod.parse_objectives(config.objectives)
+    config.objectives = [o.name for o in objs]
+    run = Path(run) if run is not None else default_run_dir(space.name, config.data)
+    if (run / "run.db").exists():
+        raise RunError(f"{run}: a run already exists there; resume it with `nas resume {run}` or pick another --run")
+    # build the evaluator and strategy first: a bad option fails before anything is written
+    evaluator = evaluator if evaluator is not None else make_evaluator(config)
+    store = RunStore.create(run, {"config": config.to_dict(), "nas_version": __version__, "run_version": RUN_VERSION})
+    try:
+        search = Search(store, config, space, objectives=objs, evaluator=evaluator, progress=progress, log=log)
+        store.set_meta("space_fingerprint", search.space.fingerprint)
+        store.set_meta("input_shape", list(search.space.input_shape))
+        store.set_meta("classes", search.space.classes)
+    except BaseException:
+        store.close()
+        import shutil
+
+        shutil.rmtree(run, ignore_errors=True)
+        raise
+    return search
+
+
+def resume(run: str | Path, *, budget: int | None = None, time_budget: float | None = None, objectives: Sequence[Objective] | None = None,
+           evaluator: Any = None, progress: bool = True, log: Callable[[str], None] | None = None, **overrides: Any) -> Search:
+    """Reopen a run for writing; `budget`/`time_budget` may extend it. Other settings are the
+    run's own; overrides that differ are reported (config is what the command says, state is
+    what the run produced)."""
+    store = RunStore.open(run, write=True)
+    try:
+        config = SearchConfig.from_dict(store.meta("config"))
+        changes = []
+        if budget is not None and budget != config.budget:
+            changes.append(f"budget {config.budget} -> {budget}")
+            config.budget = budget
+        if time_budget is not None and time_budget != config.time_budget:
+            changes.append(f"time budget {config.time_budget} -> {time_budget}")
+            config.time_budget = time_budget
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key not in SearchConfig.__dataclass_fields__:
+                raise UsageError(f"unknown setting {key!r}")
+            if getattr(config, key) != value:
+                changes.append(f"{key} {getattr(config, key)!r} -> {value!r}")
+                setattr(config, key, value)
+        config.check()
+        space = SearchSpace.from_dict(config.space["raw"], config.space.get("source", "<run>"))
+        search = Search(store, config, space, objectives=objectives, evaluator=evaluator, progress=progress, log=log)
+        saved = store.meta("space_fingerprint")
+        if saved is not None and saved != search.space.fingerprint:
+            raise RunError(f"{run}: the run's space compiles differently with this version of nas (fingerprint {search.space.fingerprint}, run {saved})")
+        if changes:
+            store.set_meta("config", config.to_dict())
+            (log or print)("resuming with changed settings: " + "; ".join(changes))
+    except BaseException:
+        store.close()
+        raise
+    return search
+
+
+def search(space: SearchSpace | str, data: str = "digits", *, strategy: str = "auto", budget: int | None = 50,
+           objectives: str | Sequence[str | Objective] = "accuracy", constraints: Sequence[str] | Mapping[str, float] | None = None,
+           run: str | Path | None = None, seed: int = 0, time_budget: float | None = None, device: str = "auto",
+           progress: bool = True, evaluator: Any = None, strategy_options: Mapping[str, Any] | None = None,
+           keep_weights: str = "all", workers: int = 1, backend: str = "inline", **train: Any) -> SearchResult:
+    """Run a search and return its result; the run directory keeps everything (see `nas resume`).
+
+        result = nas.search("mlp", data="digits", objectives="accuracy,params", budget=30)
+        print(result.best.metrics)
+    """
+    from .space import load_space
+
+    if isinstance(space, str):
+        space = load_space(space)
+    objs = objmod.parse_objectives(objectives)
+    cons = dict(constraints) if isinstance(constraints, Mapping) else objmod.parse_constraints(constraints)
+    latency = {k: train.pop(k) for k in list(train) if k.startswith("latency_")}
+    config = SearchConfig(
+        space=space_config(space), data=data, objectives=[o.name for o in objs], constraints=cons, strategy=strategy,
+        strategy_options=dict(strategy_options or {}), budget=budget, time_budget=time_budget, seed=seed, device=device,
+        train=train, latency={k[len("latency_"):]: v for k, v in latency.items()}, keep_weights=keep_weights,
+        workers=workers, backend=backend,
+    )
+    session = start(config, run, objectives=objs, evaluator=evaluator, progress=progress)
+    try:
+        return session.run()
+    finally:
+        session.store.close()

@@ -1,0 +1,349 @@
+"""The run store: one SQLite database (WAL) per run, the run's only writer.
+
+    runs/<name>/run.db        config, space, candidates, strategy state (with every RNG state)
+    runs/<name>/weights/<id>.pt   trained weights, written to a temporary name and renamed
+    runs/<name>/.lock         held (flock) by the process that writes the run
+
+Every state change is one transaction, so a crash (Ctrl-C, kill -9, power loss) leaves the run
+as it was after the last completed step: candidates that were running are evaluated again on
+resume and nothing completed is lost or evaluated twice. Readers (`nas status`, `report`,
+`export`) open the database read-only and may do so while a search is writing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from .errors import NasError
+
+FORMAT_VERSION = 1
+STATES = ("queued", "running", "complete", "failed", "infeasible")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    arch TEXT NOT NULL,
+    state TEXT NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0,
+    parents TEXT NOT NULL DEFAULT '[]',
+    metrics TEXT NOT NULL DEFAULT '{}',
+    objectives TEXT,
+    violation REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    source TEXT,
+    epochs INTEGER,
+    seconds REAL,
+    worker TEXT,
+    test TEXT,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS candidates_key ON candidates (key, state);
+CREATE INDEX IF NOT EXISTS candidates_state ON candidates (state);
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class RunError(NasError):
+    """A run directory that cannot be used as asked (missing, not a run, in use, too new)."""
+
+
+@dataclass
+class Candidate:
+    """One evaluation record."""
+
+    id: int
+    key: str
+    arch: dict[str, Any]  # label -> value
+    state: str
+    generation: int = 0
+    parents: tuple[int, ...] = ()
+    metrics: dict[str, Any] = field(default_factory=dict)
+    objectives: tuple[float, ...] | None = None  # in the run's objective order and directions
+    violation: float = 0.0
+    error: str | None = None
+    source: str | None = None  # None: evaluated here; "duplicate of #N": answered from the store
+    epochs: int | None = None
+    seconds: float | None = None
+    worker: str | None = None
+    test: dict[str, Any] | None = None
+    created: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def feasible(self) -> bool:
+        return self.state == "complete" and self.violation <= 0
+
+
+def _row_to_candidate(row: sqlite3.Row) -> Candidate:
+    objectives = json.loads(row["objectives"]) if row["objectives"] else None
+    return Candidate(
+        id=row["id"], key=row["key"], arch=json.loads(row["arch"]), state=row["state"], generation=row["generation"],
+        parents=tuple(json.loads(row["parents"])), metrics=json.loads(row["metrics"]),
+        objectives=tuple(objectives) if objectives is not None else None, violation=row["violation"], error=row["error"],
+        source=row["source"], epochs=row["epochs"], seconds=row["seconds"], worker=row["worker"],
+        test=json.loads(row["test"]) if row["test"] else None, created=row["created"], started=row["started"], finished=row["finished"],
+    )
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    return str(obj)
+
+
+class _Lock:
+    """An exclusive flock on `<run>/.lock`; released by the OS if the process dies."""
+
+    def __init__(self, path: Path) -> None:
+        import fcntl
+
+        self.path = path
+        self.fh = open(path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "another process"
+            self.fh.close()
+            raise RunError(f"{path.parent}: the run is in use by {holder}; wait for it to finish or stop it first") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(f"pid {os.getpid()}")
+        self.fh.flush()
+
+    def release(self) -> None:
+        import fcntl
+
+        if not self.fh.closed:
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+
+
+class RunStore:
+    """Everything needed to resume a run exactly lives here."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock: _Lock | None) -> None:
+        self.path = path
+        self.conn = conn
+        self._lock = lock
+        self.weights_dir = path / "weights"
+
+    # -- opening ----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, meta: Mapping[str, Any]) -> "RunStore":
+        """A new run at `path` (which must not hold a run yet); `meta` values are JSON-able."""
+        path = Path(path)
+        if (path / "run.db").exists():
+            raise RunError(f"{path}: a run already exists there; resume it with `nas resume {path}` or pick another --run")
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path}: exists and is not a directory")
+        path.mkdir(parents=True, exist_ok=True)
+        lock = _Lock(path / ".lock")
+        try:
+            conn = cls._connect(path / "run.db")
+            with conn:
+                conn.executescript(_SCHEMA)
+                values = {"format_version": FORMAT_VERSION, "created": time.time(), **meta}
+                conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, _dumps(v)) for k, v in values.items()])
+        except BaseException:
+            lock.release()
+            raise
+        (path / "weights").mkdir(exist_ok=True)
+        return cls(path, conn, lock)
+
+    @classmethod
+    def open(cls, path: str | Path, *, write: bool = False) -> "RunStore":
+        """An existing run; `write` takes the run's lock (one writer at a time)."""
+        path = Path(path)
+        db = path / "run.db"
+        if not path.exists():
+            raise RunError(f"{path}: no such run directory")
+        if not db.exists():
+            raise RunError(f"{path}: not a run directory (no run.db in it)")
+        lock = _Lock(path / ".lock") if write else None
+        try:
+            conn = cls._connect(db, readonly=not write)
+            try:
+                version = json.loads(conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()[0])
+            except (sqlite3.DatabaseError, TypeError, json.JSONDecodeError):
+                raise RunError(f"{path}: run.db is not a nas run database") from None
+            if version > FORMAT_VERSION:
+                raise RunError(f"{path}: the run was written by a newer nas (run format {version}; this nas reads up to {FORMAT_VERSION}); upgrade nas")
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return cls(path, conn, lock)
+
+    @staticmethod
+    def _connect(db: Path, readonly: bool = False) -> sqlite3.Connection:
+        if readonly:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(db, timeout=30, check_same_thread=False)
+            # WAL: readers never block the writer; NORMAL: durable against a killed process,
+            # and a power cut can only lose the last transactions, never corrupt the file
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- meta and state ---------------------------------------------------------------------
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _dumps(value)))
+
+    def all_meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+
+    def state(self, name: str) -> Any:
+        row = self.conn.execute("SELECT value FROM state WHERE name=?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _save_state(self, states: Mapping[str, Any] | None) -> None:
+        for name, value in (states or {}).items():
+            self.conn.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (name, _dumps(value)))
+
+    # -- candidates -------------------------------------------------------------------------
+    def add(self, key: str, arch: Mapping[str, Any], *, generation: int = 0, parents: Iterable[int] = (),
+            states: Mapping[str, Any] | None = None) -> int:
+        """Record a proposed candidate (queued) and the state after proposing it, atomically."""
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO candidates (key, arch, state, generation, parents, created) VALUES (?, ?, 'queued', ?, ?, ?)",
+                (key, _dumps(dict(arch)), generation, _dumps(list(parents)), time.time()),
+            )
+            self._save_state(states)
+        return int(cur.lastrowid)
+
+    def start(self, cid: int, worker: str | None = None) -> None:
+        with self.conn:
+            self.conn.execute("UPDATE candidates SET state='running', started=?, worker=? WHERE id=?", (time.time(), worker, cid))
+
+    def requeue(self, cid: int) -> None:
+        with self.conn:
+            self.conn.execute("UPDATE candidates SET state='queued', started=NULL, worker=NULL WHERE id=?", (cid,))
+
+    def finish(self, cid: int, state: str, *, metrics: Mapping[str, Any], objectives: Iterable[float] | None = None,
+               violation: float = 0.0, error: str | None = None, source: str | None = None,
+               weights: Mapping[str, Any] | None = None, states: Mapping[str, Any] | None = None) -> None:
+        """Record an evaluation's outcome and the state after telling the strategy, atomically.
+        Weights go to disk first (atomic rename): a crash in between only leaves a file that the
+        re-evaluation will overwrite."""
+        if state not in ("complete", "failed", "infeasible"):
+            raise ValueError(f"finish() takes complete, failed or infeasible, not {state!r}")
+        if weights is not None:
+            self.save_weights(cid, weights)
+        with self.conn:
+            self.conn.execute(
+                "UPDATE candidates SET state=?, metrics=?, objectives=?, violation=?, error=?, source=?, epochs=?, seconds=?, finished=? WHERE id=?",
+                (state, _dumps(dict(metrics)), _dumps(list(objectives)) if objectives is not None else None, float(violation), error, source,
+                 metrics.get("epochs"), metrics.get("seconds"), time.time(), cid),
+            )
+            self._save_state(states)
+
+    def set_test(self, cid: int, test: Mapping[str, Any]) -> None:
+        with self.conn:
+            self.conn.execute("UPDATE candidates SET test=? WHERE id=?", (_dumps(dict(test)), cid))
+
+    def candidate(self, cid: int) -> Candidate | None:
+        row = self.conn.execute("SELECT * FROM candidates WHERE id=?", (cid,)).fetchone()
+        return _row_to_candidate(row) if row else None
+
+    def candidates(self, states: Iterable[str] | None = None) -> list[Candidate]:
+        if states is None:
+            rows = self.conn.execute("SELECT * FROM candidates ORDER BY id")
+        else:
+            states = list(states)
+            rows = self.conn.execute(f"SELECT * FROM candidates WHERE state IN ({','.join('?' * len(states))}) ORDER BY id", states)
+        return [_row_to_candidate(r) for r in rows]
+
+    def iter_candidates(self) -> Iterator[Candidate]:
+        for row in self.conn.execute("SELECT * FROM candidates ORDER BY id"):
+            yield _row_to_candidate(row)
+
+    def evaluated(self, key: str) -> Candidate | None:
+        """The first finished evaluation (not itself a duplicate) of an architecture with this key."""
+        row = self.conn.execute(
+            "SELECT * FROM candidates WHERE key=? AND state IN ('complete','failed','infeasible') AND source IS NULL ORDER BY id LIMIT 1",
+            (key,),
+        ).fetchone()
+        return _row_to_candidate(row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATES}
+        for state, n in self.conn.execute("SELECT state, COUNT(*) FROM candidates GROUP BY state"):
+            out[state] = n
+        out["duplicates"] = self.conn.execute("SELECT COUNT(*) FROM candidates WHERE source IS NOT NULL").fetchone()[0]
+        return out
+
+    # -- weights ----------------------------------------------------------------------------
+    def weights_path(self, cid: int) -> Path:
+        return self.weights_dir / f"{cid}.pt"
+
+    def save_weights(self, cid: int, state: Mapping[str, Any]) -> Path:
+        import torch
+
+        self.weights_dir.mkdir(exist_ok=True)
+        final = self.weights_path(cid)
+        tmp = final.with_suffix(f".tmp{os.getpid()}")
+        torch.save(dict(state), tmp)
+        os.replace(tmp, final)
+        return final
+
+    def load_weights(self, cid: int) -> dict[str, Any]:
+        import torch
+
+        path = self.weights_path(cid)
+        if not path.exists():
+            raise RunError(f"{self.path}: no weights kept for candidate {cid}")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def prune_weights(self, keep: Iterable[int]) -> int:
+        """Delete weight files of candidates not in `keep`; returns how many were deleted."""
+        keep = set(keep)
+        gone = 0
+        for file in self.weights_dir.glob("*.pt"):
+            try:
+                cid = int(file.stem)
+            except ValueError:
+                continue
+            if cid not in keep:
+                file.unlink(missing_ok=True)
+                gone += 1
+        return gone
