@@ -46,7 +46,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
             handles.append(mod.register_forward_hook(conv_hook))
         elif isinstance(mod, nn.Linear):
             handles.append(mod.register_forward_hook(linear_hook))
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # per module: a frozen BN stays in eval
     try:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -56,7 +56,8 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
+        for m, mode in modes:
+            m.training = mode
     return int(total)
 
 
