@@ -52,9 +52,14 @@ class InlineExecutor:
         pass
 
 
+def check_backend(config: Any) -> None:
+    """UsageError for a backend / worker combination that cannot run (before a run is created)."""
+    if config.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {config.backend!r}; use {', '.join(BACKENDS)}")
+    if config.backend == "inline" and config.workers != 1:
+        raise UsageError("the inline backend runs one evaluation at a time; use --backend process or ray for --workers > 1")
+
+
 def make_executor(config: Any, search: Any) -> Any:
-    if config.backend == "inline":
-        if config.workers != 1:
-            raise UsageError("the inline backend runs one evaluation at a time; use --backend process or ray for --workers > 1")
-        return InlineExecutor(search.evaluator)
-    raise UsageError(f"unknown backend {config.backend!r}; use {', '.join(BACKENDS)}")
+    check_backend(config)
+    return InlineExecutor(search.evaluator)

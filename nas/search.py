@@ -139,12 +139,31 @@ class Search:
         self.progress = progress
         self.log = log or print
         self._bar: Any = None
+        # in-memory views of the store, kept in step with it by _record (the per-candidate path
+        # reads no rows back): first evaluation of each key, distinct evaluations, the front
+        self._first: dict[str, Candidate] = {}
+        self._front: list[Candidate] = []
+        for c in store.candidates(["complete", "failed", "infeasible"]):
+            if c.source is None:
+                self._first.setdefault(c.key, c)
+            self._update_front(c)
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _evaluated(self) -> int:
         """Distinct architectures evaluated so far (duplicates answered from the store do not count)."""
-        counts = self.store.counts()
-        return counts["complete"] + counts["failed"] + counts["infeasible"] - counts["duplicates"]
+        return len(self._first)
+
+    def _update_front(self, c: Candidate) -> bool:
+        """Add `c` to the in-memory front if nothing there dominates it; True if the front changed."""
+        if not c.feasible or c.objectives is None or any(f.key == c.key for f in self._front):
+            return False
+        mine = objmod.to_min(c.objectives, self.objectives)
+        others = [objmod.to_min(f.objectives, self.objectives) for f in self._front]
+        if any(all(a <= b for a, b in zip(o, mine)) and o != mine for o in others):
+            return False
+        self._front = [f for f, o in zip(self._front, others) if not (all(a <= b for a, b in zip(mine, o)) and mine != o)]
+        self._front.append(c)
+        return True
 
     def _elapsed(self) -> float:
         return float(self.store.meta("elapsed", 0.0))
@@ -173,6 +192,11 @@ class Search:
         keep = self.config.keep_weights != "none" and ev.state is not None and source is None
         self.store.finish(cand.id, state, metrics=ev.metrics, objectives=values, violation=violation, error=ev.error,
                           source=source, weights=ev.state if keep else None, states={"strategy": self.strategy.state_dict()})
+        cand.state, cand.metrics, cand.error, cand.source, cand.violation = state, dict(ev.metrics), ev.error, source, violation
+        cand.objectives = values
+        if source is None:
+            self._first.setdefault(cand.key, cand)
+        self._update_front(cand)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> SearchResult:
@@ -206,8 +230,8 @@ class Search:
                         arch = proposal.arch
                         cid = self.store.add(arch.key, dict(arch), generation=proposal.generation, parents=proposal.parents,
                                              states={"strategy": self.strategy.state_dict()})
-                        cand = self.store.candidate(cid)  # type: ignore[assignment]
-                    twin = self.store.evaluated(cand.key)
+                        cand = Candidate(cid, arch.key, dict(arch), "queued", proposal.generation, tuple(proposal.parents))
+                    twin = self._first.get(cand.key)
                     if twin is not None:
                         ev = Evaluation(twin.state, dict(twin.metrics), twin.error)
                         self._record(cand, arch, ev, source=f"duplicate of #{twin.id}")
@@ -310,14 +334,14 @@ class Search:
         done = self._evaluated()
         if self._bar is None and not self.progress:
             return
-        candidates = self.store.candidates(["complete"])
-        fr = objmod.front(candidates, self.objectives)
+        fr = objmod.front(self._front, self.objectives)
         first = self.objectives[0]
         postfix: dict[str, Any] = {}
         if fr:
             postfix[f"best {first.name}"] = f"{fr[0].objectives[0]:.4g}"
         if len(self.objectives) > 1:
-            postfix["hv"] = f"{objmod.hypervolume(candidates, self.objectives):.3f}"
+            # normalised by the front's own bounds while searching (the report uses the final ones)
+            postfix["hv"] = f"{objmod.hypervolume(fr, self.objectives):.3f}"
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix(postfix, refresh=False)
@@ -379,7 +403,11 @@ def start(config: SearchConfig, run: str | Path | None = None, *, objectives: Se
     run = Path(run) if run is not None else default_run_dir(space.name, config.data)
     if (run / "run.db").exists():
         raise RunError(f"{run}: a run already exists there; resume it with `nas resume {run}` or pick another --run")
-    # build the evaluator and strategy first: a bad option fails before anything is written
+    # check the backend, build the evaluator and strategy first: a bad option fails before
+    # anything is written
+    from .executors import check_backend
+
+    check_backend(config)
     evaluator = evaluator if evaluator is not None else make_evaluator(config)
     store = RunStore.create(run, {"config": config.to_dict(), "nas_version": __version__, "run_version": RUN_VERSION})
     try:
