@@ -23,9 +23,7 @@ def build_model(space: SearchSpace, arch: Architecture, *, input_shape: Sequence
             retargeted = space.with_input(target, classes)
             arch = retargeted.make(dict(arch))
             space = retargeted
-    if arch.error is not None:
-        raise InvalidArchitecture(arch.error, source=space.source)
-    resolved = space.resolve(arch)
+    resolved = space.resolve(arch)  # raises the precise error (ShapeMismatch with its path) if invalid
     if device is not None and torch.device(device).type == "meta":
         with torch.device("meta"):
             return Network(resolved.net)

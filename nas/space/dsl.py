@@ -56,7 +56,7 @@ def real(low: float, high: float, *, num: int | None = None, log: bool = False, 
     return _extra(d, label, when)
 
 
-def layer(kind: str, *, label: str | None = None, when: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+def layer(kind: str, /, *, label: str | None = None, when: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
     """A layer of any registered type: `layer("conv", out=32)` is `{"conv": {"out": 32}}`."""
     return {kind: _extra(dict(fields), label, when)}
 

@@ -1,0 +1,314 @@
+"""Architectures -> torch networks: every shipped space builds and runs, retargeting to other
+inputs, shape errors reported as InvalidArchitecture, the DSL and torch sides agree, and
+NAS-Bench-201 networks match the benchmark's parameter and FLOP counts."""
+
+from __future__ import annotations
+
+import copy
+import math
+import multiprocessing
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nas.ops
+from nas.build import build_model
+from nas.measure import count_flops, count_params
+from nas.nb201 import DATASETS, NB201Table
+from nas.space import (
+    CELL_OPS,
+    LAYERS,
+    InvalidArchitecture,
+    SearchSpace,
+    ShapeMismatch,
+    load_space,
+    shipped_spaces,
+)
+
+NAMES = sorted(shipped_spaces())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a small shared CPU, two spinning OpenMP threads competing with
+    other processes make a forward pass tens of times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def spaces() -> dict[str, SearchSpace]:
+    return {name: load_space(name) for name in NAMES}
+
+
+def space_from_yaml(tmp_path: Path, text: str, name: str = "space.yaml") -> SearchSpace:
+    path = tmp_path / name
+    path.write_text(text)
+    return SearchSpace.from_yaml(path)
+
+
+def forward(model: torch.nn.Module, shape, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    model.eval()
+    with torch.no_grad():
+        return model(torch.randn(batch, *shape, generator=gen))
+
+
+# -- every shipped space builds ------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_samples_build_and_run(spaces: dict[str, SearchSpace], name: str) -> None:
+    space = spaces[name]
+    torch.manual_seed(0)
+    for i, arch in enumerate(space.sample_many(200, seed=17)):
+        model = build_model(space, arch)
+        assert isinstance(model, nas.ops.Network)
+        out = forward(model, space.input_shape, seed=i)
+        assert out.shape == (2, space.classes), space.format_arch(arch)
+        assert torch.isfinite(out).all(), space.format_arch(arch)
+        assert count_params(model) > 0
+    # a network also takes flat inputs of the same size (reshaped to the spec's input shape)
+    flat = forward(model, (math.prod(space.input_shape),))
+    assert flat.shape == (2, space.classes)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_resolved_spec_rebuilds_the_same_network(spaces: dict[str, SearchSpace], name: str) -> None:
+    space = spaces[name]
+    for arch in space.sample_many(5, seed=2):
+        torch.manual_seed(0)
+        a = build_model(space, arch)
+        torch.manual_seed(0)
+        b = nas.ops.Network(copy.deepcopy(space.resolve(arch).net))
+        assert count_params(a) == count_params(b)
+        x = torch.randn(2, *space.input_shape)
+        a.eval(), b.eval()
+        with torch.no_grad():
+            assert torch.equal(a(x), b(x))
+
+
+def test_invalid_architecture_does_not_build(spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["nb201"]
+    arch = space.parse_arch("|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|")
+    assert not arch.valid
+    with pytest.raises(InvalidArchitecture, match="cut off"):
+        build_model(space, arch)
+
+
+# -- retargeting ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["cnn", "resnet", "nb201"])
+def test_retarget_to_a_small_input(spaces: dict[str, SearchSpace], name: str) -> None:
+    space = spaces[name]
+    shape = (1, 8, 8) if name != "nb201" else (3, 8, 8)
+    for i, arch in enumerate(space.sample_many(20, seed=5)):
+        model = build_model(space, arch, input_shape=shape, classes=3)
+        assert model.input_shape == shape
+        out = forward(model, shape, seed=i)
+        assert out.shape == (2, 3)
+        assert torch.isfinite(out).all()
+    # classes alone, and the space's own shape, also work
+    assert forward(build_model(space, arch, classes=4), space.input_shape).shape == (2, 4)
+    assert forward(build_model(space, arch, input_shape=space.input_shape), space.input_shape).shape == (2, space.classes)
+
+
+def test_retarget_mlp_to_other_features(spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["mlp"]
+    for arch in space.sample_many(10, seed=1):
+        assert forward(build_model(space, arch, input_shape=(20,), classes=2), (20,)).shape == (2, 2)
+
+
+FOUR_POOLS = """
+input: [1, 32, 32]
+classes: 5
+body:
+  - conv: {out: [4, 8]}
+  - pool: max
+  - pool: max
+  - pool: max
+  - pool: max
+"""
+
+
+def test_downsampling_that_does_not_fit_is_an_invalid_architecture(tmp_path: Path) -> None:
+    space = space_from_yaml(tmp_path, FOUR_POOLS)
+    arch = space.sample(0)
+    assert forward(build_model(space, arch), space.input_shape).shape == (2, 5)
+    assert forward(build_model(space, arch, input_shape=(1, 16, 16)), (1, 16, 16)).shape == (2, 5)
+    with pytest.raises(InvalidArchitecture) as info:
+        build_model(space, arch, input_shape=(1, 8, 8), classes=3)
+    message = str(info.value)
+    assert "body[4].pool" in message  # names the layer that cannot take its input
+    assert "1x1" in message and "1x8x8" in message
+    assert "\n" not in message
+    for torch_words in ("RuntimeError", "Given input size", "Output size is too small", "Traceback"):
+        assert torch_words not in message
+    # resolving the retargeted space directly reports a ShapeMismatch with the field path
+    small = space.with_input((1, 8, 8))
+    with pytest.raises(ShapeMismatch) as info:
+        small.resolve(dict(arch))
+    assert info.value.path == "body[4].pool.size"
+
+
+def test_downsampling_that_does_not_fit_raises_shape_mismatch(tmp_path: Path) -> None:
+    space = space_from_yaml(tmp_path, FOUR_POOLS)
+    with pytest.raises(ShapeMismatch):
+        build_model(space, space.sample(0), input_shape=(1, 8, 8), classes=3)
+
+
+def test_shape_error_names_the_deciding_decision(tmp_path: Path) -> None:
+    space = space_from_yaml(tmp_path, """
+input: [1, 16, 16]
+body:
+  - conv: {out: 4, stride: [1, 2]}
+  - conv: {out: 4, stride: [1, 2]}
+  - conv: {out: 4, stride: [1, 2]}
+  - conv: {out: 4, stride: [1, 2]}
+""")
+    arch = space.make({f"body[{i}].conv.stride": 2 for i in range(4)})
+    assert forward(build_model(space, arch), (1, 16, 16)).shape == (2, 10)
+    # 4x4 -> 2x2 -> 1x1 -> stride 2 on 1x1 fails at the third conv
+    with pytest.raises(InvalidArchitecture, match=r"body\[2\]\.conv\.stride = 2") as info:
+        build_model(space, arch, input_shape=(1, 4, 4))
+    assert "torch" not in str(info.value).lower()
+    # with stride 1 in the last two layers the same input fits
+    fits = space.make({**dict(arch), "body[2].conv.stride": 1, "body[3].conv.stride": 1})
+    assert forward(build_model(space, fits, input_shape=(1, 4, 4)), (1, 4, 4)).shape == (2, 10)
+
+
+# -- the DSL and torch sides agree ----------------------------------------------------------------
+def test_layer_builders_match_dsl_layers() -> None:
+    # every layer type that can appear in a resolved network has a torch builder; `repeat` and
+    # `choose` are unrolled by the compiler and never reach the builder
+    unrolled = {"repeat", "choose"}
+    assert all(LAYERS[name].container for name in unrolled)
+    assert set(nas.ops.LAYER_BUILDERS) == set(LAYERS) - unrolled
+
+
+def test_cell_ops_match_dsl_cell_ops() -> None:
+    assert set(nas.ops.CELL_OP_NAMES) == set(CELL_OPS)
+    assert len(nas.ops.CELL_OP_NAMES) == len(CELL_OPS)
+    assert tuple(nas.ops.CELL_OP_NAMES) == tuple(CELL_OPS)
+
+
+@pytest.mark.parametrize("op", [op for op in CELL_OPS if op != "none"])
+def test_every_cell_op_keeps_the_shape(tmp_path: Path, op: str) -> None:
+    space = space_from_yaml(tmp_path, f"input: [3, 6, 6]\nbody:\n  - conv: {{out: 4}}\n  - cell: {{nodes: 3, ops: [{op}]}}\n")
+    model = build_model(space, space.sample(0))
+    assert forward(model, (3, 6, 6)).shape == (2, 10)
+
+
+def test_every_layer_type_builds_and_runs(tmp_path: Path) -> None:
+    space = space_from_yaml(tmp_path, """
+input: [3, 16, 16]
+body:
+  - conv: {out: 8, kernel: 3, dilation: 2, act: gelu}
+  - sep_conv: {out: 8, kernel: 5, act: silu}
+  - resblock: {out: 8, style: post}
+  - resblock: {out: 12, stride: 2, style: preact}
+  - residual: {body: [{conv: {out: 16, stride: 2}}]}
+  - cell: {nodes: 3, ops: [skip_connect, nor_conv_3x3]}
+  - norm: batch
+  - act: leaky_relu
+  - dropout: 0.1
+  - identity
+  - pool: {kind: avg, size: 2}
+  - choose: {options: {g: {global_pool: max}, f: flatten}}
+  - residual: {body: [{dense: {units: 6, norm: batch, dropout: 0.2}}]}
+  - dense: {units: 5, act: elu}
+""")
+    used = set()
+    for arch in space.sample_many(20, seed=0):
+        spec = space.resolve(arch).net
+        used |= {layer["type"] for layer in spec["body"]}
+        model = build_model(space, arch)
+        out = forward(model, (3, 16, 16))
+        assert out.shape == (2, 10) and torch.isfinite(out).all()
+    non_containers = {name for name, schema in LAYERS.items() if not schema.container} - {"identity"}
+    assert non_containers | {"residual", "cell"} <= used
+
+
+# -- NAS-Bench-201 costs ------------------------------------------------------------------------
+@pytest.mark.parametrize("index, params_m, flops_m", [(0, 0.129306, 15.64737), (1, 0.802426, 113.95137)])
+def test_nb201_params_and_flops_match_the_table(spaces: dict[str, SearchSpace], index: int, params_m: float, flops_m: float) -> None:
+    table = NB201Table.load()
+    cols = DATASETS["cifar10"]
+    assert round(float(table.column(cols["params"])[index]), 6) == params_m
+    assert round(float(table.column(cols["flops"])[index]), 5) == flops_m
+    space = spaces["nb201"]
+    arch = space.parse_arch(table.arch_str(index))
+    model = build_model(space, arch)
+    assert round(count_params(model) / 1e6, 6) == params_m
+    assert round(count_flops(model, space.input_shape) / 1e6, 5) == flops_m
+    # FLOPs do not depend on the batch-norm state or the device the model sits on
+    model.train()
+    assert round(count_flops(model, space.input_shape) / 1e6, 5) == flops_m
+    assert model.training
+
+
+# -- every NB201 cell, slow ---------------------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _nb201_params_chunk(indices: list[int]) -> tuple[list[tuple[int, bool, int]], float]:
+    """(index, valid, parameter count of the 10-class network) for NB201 cells `indices`, and
+    the CPU seconds it took.
+
+    Runs in a spawned worker process. Valid cells are built through the space (parse_arch +
+    build_model). Cut-off cells cannot be resolved, so their network is built from a valid
+    cell's resolved spec with the edges substituted: NAS-Bench-201 builds (and counts) the ops
+    on every edge of those too.
+    """
+    began = time.process_time()
+    if not _WORKER:
+        torch.set_num_threads(1)
+        # this worker process only counts parameters: skip the random initialisation of the
+        # weights (a third of the build time), which cannot change any shape
+        for cls in (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear):
+            cls.reset_parameters = lambda self: None
+        space = load_space("nb201")
+        table = NB201Table.load()
+        template = space.resolve(space.parse_arch(table.arch_str(0))).net
+        _WORKER.update(space=space, table=table, template=template)
+    space, table, template = _WORKER["space"], _WORKER["table"], _WORKER["template"]
+    out = []
+    for i in indices:
+        arch = space.parse_arch(table.arch_str(i))
+        if arch.valid:
+            model = build_model(space, arch)
+        else:
+            ops = [space.decision(label).values[g] for label, g in zip(space.labels, table.ops[i])]
+            spec = copy.deepcopy(template)
+            cells = 0
+            for layer in spec["body"]:
+                if layer["type"] == "cell":
+                    layer["edges"] = [[to, frm, op] for (to, frm, _), op in zip(layer["edges"], ops)]
+                    cells += 1
+            assert cells == 15
+            model = nas.ops.Network(spec)
+        out.append((i, arch.valid, count_params(model)))
+    return out, time.process_time() - began
+
+
+@pytest.mark.slow
+def test_every_nb201_cell_has_the_tables_parameter_count() -> None:
+    table = NB201Table.load()
+    expected = table.column(DATASETS["cifar10"]["params"])
+    chunks = [list(range(start, min(start + 125, table.n))) for start in range(0, table.n, 125)]
+    began = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        done = list(pool.imap_unordered(_nb201_params_chunk, chunks))
+    took = time.perf_counter() - began
+    results = [row for rows, _ in done for row in rows]
+    cpu = sum(seconds for _, seconds in done)
+    print(f"built all {table.n} NB201 networks in {took:.1f}s with 2 processes ({cpu:.1f} CPU seconds)")
+    assert sorted(i for i, _, _ in results) == list(range(table.n))
+    invalid = sorted(i for i, valid, _ in results if not valid)
+    assert len(invalid) == 341
+    assert invalid == np.flatnonzero(table.degenerate).tolist()
+    wrong = [(i, params / 1e6, float(str(expected[i]))) for i, _, params in results
+             if round(params / 1e6, 6) != round(float(str(expected[i])), 6)]
+    assert not wrong, f"{len(wrong)} cells differ, e.g. (index, built, table): {wrong[:5]}"
