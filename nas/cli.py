@@ -350,6 +350,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    paths = write_report(args.run, args.out)
+    for path in paths.values():
+        print(path)
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Neural architecture search: search spaces, search, training, export.")
@@ -443,6 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=_positive_int, help="show at most this many front members")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="plots and a self-contained HTML page of a run (default into RUN/report/)")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--out", metavar="DIR", help="directory to write pareto.png, progress.png and index.html into (default RUN/report)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
