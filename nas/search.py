@@ -185,6 +185,16 @@ class Search:
         told = objmod.to_min(values, self.objectives) if values is not None else None
         return Result(cand_id, arch, told, violation, generation, parents), values, violation
 
+    def _record_duplicate(self, generation: int, parents: tuple[int, ...], arch: Architecture, twin: Candidate) -> None:
+        cid = self.store.next_id()
+        ev = Evaluation(twin.state, dict(twin.metrics), twin.error)
+        result, values, violation = self._result(cid, arch, ev, generation, parents)
+        self.strategy.tell(result)
+        got = self.store.add_finished(arch.key, dict(arch), twin.state, generation=generation, parents=parents, metrics=twin.metrics,
+                                objectives=values, violation=violation, error=twin.error, source=f"duplicate of #{twin.id}",
+                                states={"strategy": self.strategy.state_dict()})
+        assert got == cid, "the driver is the run's only writer"
+
     def _record(self, cand: Candidate, arch: Architecture, ev: Evaluation, source: str | None = None) -> None:
         result, values, violation = self._result(cand.id, arch, ev, cand.generation, cand.parents)
         self.strategy.tell(result)
@@ -223,23 +233,27 @@ class Search:
                     if pending:
                         cand = pending.pop(0)
                         arch = self.space.make(cand.arch)
+                        twin = self._first.get(cand.key)
+                        if twin is not None:
+                            self._record(cand, arch, Evaluation(twin.state, dict(twin.metrics), twin.error), source=f"duplicate of #{twin.id}")
+                            continue
                     else:
                         if cfg.budget is not None and self._evaluated() + len(inflight) >= cfg.budget:
                             break
                         proposal = self.strategy.ask()
                         arch = proposal.arch
+                        twin = self._first.get(arch.key)
+                        if twin is not None:
+                            # answered from the store: proposed and recorded in one transaction
+                            self._record_duplicate(proposal.generation, tuple(proposal.parents), arch, twin)
+                            dup_streak += 1
+                            if dup_streak > max(1000, 20 * (cfg.budget or 50)):
+                                stop = "exhausted"
+                                break
+                            continue
                         cid = self.store.add(arch.key, dict(arch), generation=proposal.generation, parents=proposal.parents,
                                              states={"strategy": self.strategy.state_dict()})
                         cand = Candidate(cid, arch.key, dict(arch), "queued", proposal.generation, tuple(proposal.parents))
-                    twin = self._first.get(cand.key)
-                    if twin is not None:
-                        ev = Evaluation(twin.state, dict(twin.metrics), twin.error)
-                        self._record(cand, arch, ev, source=f"duplicate of #{twin.id}")
-                        dup_streak += 1
-                        if dup_streak > max(1000, 20 * (cfg.budget or 50)):
-                            stop = "exhausted"
-                            break
-                        continue
                     if any(c.key == cand.key for c, _ in inflight.values()):
                         # its twin is being evaluated right now: wait for it, then answer from the store
                         pending.insert(0, cand)

@@ -251,6 +251,27 @@ class RunStore:
             self._save_state(states)
         return int(cur.lastrowid)
 
+    def add_finished(self, key: str, arch: Mapping[str, Any], state: str, *, generation: int = 0, parents: Iterable[int] = (),
+                     metrics: Mapping[str, Any], objectives: Iterable[float] | None, violation: float, error: str | None,
+                     source: str, states: Mapping[str, Any] | None = None) -> int:
+        """Record a candidate proposed and answered at once (a duplicate answered from the store)
+        in one transaction, with the state after telling the strategy."""
+        now = time.time()
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO candidates (key, arch, state, generation, parents, metrics, objectives, violation, error, source, epochs, seconds,"
+                " created, started, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, _dumps(dict(arch)), state, generation, _dumps(list(parents)), _dumps(dict(metrics)),
+                 _dumps(list(objectives)) if objectives is not None else None, float(violation), error, source,
+                 metrics.get("epochs"), metrics.get("seconds"), now, now, now),
+            )
+            self._save_state(states)
+        return int(cur.lastrowid)
+
+    def next_id(self) -> int:
+        """The id the next recorded candidate will get (the store has one writer)."""
+        return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM candidates").fetchone()[0])
+
     def start(self, cid: int, worker: str | None = None) -> None:
         with self.conn:
             self.conn.execute("UPDATE candidates SET state='running', started=?, worker=? WHERE id=?", (time.time(), worker, cid))
