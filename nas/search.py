@@ -132,7 +132,8 @@ class Search:
             check(self.space)
         self.constraints = {**self.space.constraints, **config.constraints}
         name = config.strategy if config.strategy != "auto" else default_strategy(len(self.objectives))
-        self.strategy: Strategy = make_strategy(name, self.space, len(self.objectives), config.seed, **config.strategy_options)
+        self.strategy: Strategy = make_strategy(name, self.space, len(self.objectives), config.seed,
+                                                objectives=[o.name for o in self.objectives], **config.strategy_options)
         saved = store.state("strategy")
         if saved is not None:
             self.strategy.load_state_dict(saved)

@@ -16,7 +16,7 @@ import math
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
 
 from ..errors import UsageError
 from ..space import Architecture, SearchSpace
@@ -147,16 +147,22 @@ def arch_token(arch: Architecture) -> str:
 class Strategy(ABC):
     """Proposes architectures (`ask`) and learns from their results (`tell`).
 
-    `n_objectives` values come back per result, all minimised; `seed` fixes every random
-    choice; `options` are the strategy's own (see its `OPTIONS`), checked here.
+    `n_objectives` values come back per result, all minimised; `objectives` names them
+    (`accuracy` comes negated, as `-accuracy`; costs such as `params` or `latency` as they are);
+    `seed` fixes every random choice; `options` are the strategy's own (see its `OPTIONS`),
+    checked here.
     """
 
     name: ClassVar[str] = ""
     OPTIONS: ClassVar[Mapping[str, Option]] = {}
 
-    def __init__(self, space: SearchSpace, n_objectives: int = 1, seed: int = 0, **options: Any) -> None:
+    def __init__(self, space: SearchSpace, n_objectives: int = 1, seed: int = 0, *, objectives: Sequence[str] | None = None,
+                 **options: Any) -> None:
         if isinstance(n_objectives, bool) or not isinstance(n_objectives, int) or n_objectives < 1:
             raise UsageError(f"n_objectives of strategy {self.name!r} must be an integer >= 1, got {n_objectives!r}")
+        if objectives is not None and len(objectives) != n_objectives:
+            raise UsageError(f"strategy {self.name!r} got {len(objectives)} objective names for {n_objectives} objectives")
+        self.objective_names: tuple[str, ...] = tuple(objectives) if objectives is not None else tuple(f"objective{i}" for i in range(n_objectives))
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise UsageError(f"seed of strategy {self.name!r} must be an integer, got {seed!r}")
         self.space = space
@@ -250,12 +256,13 @@ def register_strategy(name: str) -> Callable[[S], S]:
     return deco
 
 
-def make_strategy(name: str, space: SearchSpace, n_objectives: int = 1, seed: int = 0, **options: Any) -> Strategy:
+def make_strategy(name: str, space: SearchSpace, n_objectives: int = 1, seed: int = 0, *, objectives: Sequence[str] | None = None,
+                  **options: Any) -> Strategy:
     """The strategy registered as `name`; UsageError for unknown names and bad options."""
     cls = STRATEGIES.get(name)
     if cls is None:
         raise UsageError(f"unknown strategy {name!r}; valid strategies: {', '.join(sorted(STRATEGIES))}")
-    return cls(space, n_objectives, seed, **options)
+    return cls(space, n_objectives, seed, objectives=objectives, **options)
 
 
 def default_strategy(n_objectives: int) -> str:
