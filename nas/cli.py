@@ -360,6 +360,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    formats = tuple(f.strip() for f in (args.format or "").split(",") if f.strip())
+    done = export(args.run, args.out, pick=args.pick, max_params=args.max_params, max_latency_ms=args.max_latency_ms,
+                  retrain=args.retrain, formats=formats, device=args.device, progress=True)
+    m, t, r = done["metrics"], done["test"], done["retrained"]
+    print(f"exported candidate {done['candidate']}: {done['summary']}")
+    scores = [f"val acc {m['val_accuracy']:.4f}" if "val_accuracy" in m else "", f"test acc {t['test_accuracy']:.4f}" if t.get("test_accuracy") is not None else "",
+              f"retrained test acc {r['test_accuracy']:.4f}" if r else "", f"params {m['params']:,}" if "params" in m else ""]
+    print("  " + "  ".join(x for x in scores if x))
+    for name, path in done["files"].items():
+        print(f"  {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Neural architecture search: search spaces, search, training, export.")
     parser.add_argument("--version", action="version", version=f"nas {__import__('nas').__version__}")
@@ -457,6 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--out", metavar="DIR", help="directory to write pareto.png, progress.png and index.html into (default RUN/report)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="write a run's chosen network: arch.json, weights, a standalone model.py")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--pick", default="knee", help="knee (default), best-accuracy, or a candidate id")
+    p.add_argument("--max-params", type=float, help="pick among candidates with at most this many parameters")
+    p.add_argument("--max-latency-ms", type=float, help="pick among candidates with at most this latency")
+    p.add_argument("--retrain", type=_positive_int, metavar="EPOCHS", help="train the pick afresh on train+validation first and report its test accuracy")
+    p.add_argument("--format", help="also write torchscript and/or onnx (comma-separated)")
+    p.add_argument("--device", default="auto", help="device for --retrain")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

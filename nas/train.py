@@ -461,7 +461,8 @@ def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callabl
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
-        score = val_acc if cfg.monitor == "val_accuracy" else -val_loss
+        # no validation split (retraining on train + validation): the latest epoch is the best
+        score = float(epoch) if data.size("val") == 0 else val_acc if cfg.monitor == "val_accuracy" else -val_loss
         if best_score is None or score > best_score:
             best_score = score
             best = (epoch + 1, val_loss, val_acc)
