@@ -335,11 +335,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             return 0
         print(f"run        {store.path}")
         print(f"space      {space.name} on {config.data}; strategy {config.strategy}; objectives {', '.join(config.objectives)}")
+        distinct = {s: sum(1 for c in cands if c.state == s and not c.source) for s in ("complete", "failed", "infeasible")}
         print(f"progress   {evaluated}/{config.budget if config.budget else '-'} evaluated"
-              f" ({counts['complete']} complete, {counts['failed']} failed, {counts['infeasible']} infeasible, {counts['duplicates']} duplicates answered from the store)")
+              f" ({distinct['complete']} complete, {distinct['failed']} failed, {distinct['infeasible']} infeasible;"
+              f" {counts['duplicates']} more proposals answered from the store)")
         print(f"time       {store.meta('elapsed', 0.0):.0f} s of search" + (f"; stopped by {store.meta('stopped')}" if store.meta("stopped") else ""))
         if hv is not None:
-            print(f"hypervolume {hv:.4f} (objectives normalised, reference 1.1)")
+            print(f"hypervolume {hv:.4f} (objectives normalised, reference 1.1)" if hv == hv else "hypervolume n/a (more than 3 objectives)")
         for c in running:
             print(f"running    #{c.id} on {c.worker or '?'} for {_time.time() - (c.started or _time.time()):.0f} s")
         if counts["failed"]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from .space import Architecture, InvalidArchitecture, SearchSpace
+
+if TYPE_CHECKING:  # torch loads on first evaluation, so `nas status` and `nas report` start fast
+    import torch
 
 
 @dataclass
@@ -100,6 +101,8 @@ class TrainingEvaluator:
 
     def build(self, space: SearchSpace, arch: Architecture, seed: int = 0) -> tuple[torch.nn.Module, dict[str, Any], SearchSpace, Architecture]:
         """The freshly initialised network (seeded), its resolved train dict, and the space it was built in."""
+        import torch
+
         from .build import build_model
 
         target = self.fit_space(space)
