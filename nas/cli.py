@@ -30,6 +30,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(x) for x in text.replace("x", ",").split(",") if x.strip())
@@ -171,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .evaluators import TrainingEvaluator
 
     space = _load(args.space)
-    evaluator = TrainingEvaluator(args.data, device=args.device, data_seed=args.data_seed, latency=args.latency,
+    evaluator = TrainingEvaluator(args.data, device=args.device, data_seed=args.data_seed, data_dir=args.data_dir, download=args.download, latency=args.latency,
                                   max_epochs=args.epochs, patience=args.patience, time_limit=args.time_limit)
     space = evaluator.fit_space(space)
     arch = read_arch(space, args.arch)
@@ -255,6 +265,7 @@ def _print_end(result: Any, space: Any) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from . import objectives as objmod
+    from .executors import default_workers
     from .search import SearchConfig, space_config, start
     from .space import load_space
     from .tabular import parse_tabular
@@ -267,6 +278,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     for name in ("population", "sample"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
+    for flag, name in (("--reward", "reward"), ("--target-latency-ms", "target_latency_ms"), ("--target-params", "target_params")):
+        if getattr(args, name) is not None:
+            if args.strategy != "rl":
+                raise UsageError(f"{flag} applies only to --strategy rl")
+            options[name] = getattr(args, name)
     for item in args.strategy_option or ():
         key, sep, value = item.partition("=")
         if not sep:
@@ -278,10 +294,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     train = {k: v for k, v in (("max_epochs", args.epochs), ("patience", args.patience), ("time_limit", args.time_limit)) if v is not None}
     latency = {k: v for k, v in (("device", args.latency_device), ("mode", args.latency_mode), ("batch", args.latency_batch)) if v is not None}
     config = SearchConfig(
-        space=space_config(space), data=args.data, data_seed=args.data_seed, objectives=[o.name for o in objectives],
+        space=space_config(space), data=args.data, data_seed=args.data_seed, data_dir=args.data_dir, download=args.download,
+        objectives=[o.name for o in objectives],
         constraints=objmod.parse_constraints(args.constraint), strategy=args.strategy, strategy_options=options,
         budget=args.budget, time_budget=args.time_budget, seed=args.seed, device=args.device, train=train, latency=latency,
-        keep_weights=args.keep_weights, max_failures=args.max_failures, workers=args.workers, backend=args.backend,
+        keep_weights=args.keep_weights, max_failures=args.max_failures, workers=args.workers or default_workers(args.backend), backend=args.backend,
         backend_options={"address": args.address} if args.address else {},
     )
     session = start(config, args.run, objectives=objectives, progress=not args.no_progress)
@@ -418,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", required=True, help="JSON file or text, a NAS-Bench-201 string, label=value pairs, or random[:SEED]")
     p.add_argument("--data", default="digits", help="digits, mnist5k, a .npz file, an image folder, ... (default digits)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--data-dir", help="folder of torchvision datasets (default $NAS_DATA_DIR or ~/.cache/nas/data)")
+    p.add_argument("--download", action="store_true", help="download a torchvision dataset that is not there yet")
     p.add_argument("--epochs", type=_positive_int, help="cap on the architecture's epochs")
     p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience in epochs (default 5)")
     p.add_argument("--time-limit", type=float, help="seconds of training at most")
@@ -437,11 +456,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="a YAML file or a shipped space (default: cnn; nb201 for --data nb201:*)")
     p.add_argument("--data", default="digits", help="digits (default), mnist5k, a .npz file, an image folder, or nb201:cifar10|cifar100|imagenet16")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--data-dir", help="folder of torchvision datasets (default $NAS_DATA_DIR or ~/.cache/nas/data)")
+    p.add_argument("--download", action="store_true", help="download a torchvision dataset that is not there yet")
     p.add_argument("--objectives", default="accuracy,params", help="comma-separated: accuracy, params, flops, latency (default accuracy,params)")
     p.add_argument("--constraint", action="append", metavar="EXPR", help="e.g. params<=200000, flops<=5e6, latency<=2ms (repeatable)")
     p.add_argument("--strategy", default="auto", help="auto (evolution for one objective, nsga2 for more), random, evolution, nsga2, rl")
     p.add_argument("--population", type=_positive_int, help="population size of evolution / nsga2")
     p.add_argument("--sample", type=_positive_int, help="tournament sample size of evolution")
+    p.add_argument("--reward", choices=("accuracy", "mnas"), help="rl: reward accuracy (default) or MnasNet's accuracy * (cost / target) ** w")
+    p.add_argument("--target-latency-ms", type=_positive_number, metavar="MS", help="rl --reward mnas: latency target (needs the latency objective)")
+    p.add_argument("--target-params", type=_positive_number, metavar="N", help="rl --reward mnas: parameter-count target (needs the params objective)")
     p.add_argument("--strategy-option", action="append", metavar="KEY=VALUE", help="any other strategy option (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run", help="run directory (default runs/<space>-<data>-<time>)")
@@ -454,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-batch", type=_positive_int, help="batch size of latency measurements (default 1)")
     p.add_argument("--keep-weights", choices=("all", "front", "none"), default="all", help="trained weights to keep (default all)")
     p.add_argument("--max-failures", type=_positive_int, default=10, help="stop after this many failures in a row (default 10)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="parallel evaluations (with --backend process or ray)")
+    p.add_argument("--workers", type=_positive_int, help="parallel evaluations with --backend process or ray (default: one per GPU here, or 1)")
     p.add_argument("--backend", default="inline", help="inline (default), process or ray")
     p.add_argument("--address", help="Ray cluster address for --backend ray (auto, HOST:PORT); default: a local Ray")
     run_opts(p)

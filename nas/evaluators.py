@@ -65,14 +65,14 @@ class TrainingEvaluator:
 
     provides = ("val_accuracy", "val_loss", "params", "flops", "latency_ms")
 
-    def __init__(self, data: Any = "digits", *, device: str = "auto", data_seed: int = 0,
+    def __init__(self, data: Any = "digits", *, device: str = "auto", data_seed: int = 0, data_dir: str | None = None, download: bool = False,
                  latency: bool = False, latency_device: str = "cpu", latency_batch: int = 1,
                  latency_mode: str = "eager", latency_threads: int | None = 1,
                  keep_weights: bool = True, **train_options: Any) -> None:
         from .data import Dataset, load_dataset
         from .train import DeviceData, TrainConfig, resolve_device
 
-        self.dataset = data if isinstance(data, Dataset) else load_dataset(str(data), seed=data_seed)
+        self.dataset = data if isinstance(data, Dataset) else load_dataset(str(data), seed=data_seed, data_dir=data_dir, download=download)
         self.device = resolve_device(device)
         self.data = DeviceData(self.dataset, self.device)
         TrainConfig.for_arch({}, **train_options)  # check the options now, not mid-search
@@ -116,7 +116,7 @@ class TrainingEvaluator:
 
     def evaluate(self, space: SearchSpace, arch: Architecture, seed: int = 0, constraints: Mapping[str, float] | None = None,
                  on_epoch: Callable[[dict[str, float]], None] | None = None) -> Evaluation:
-        from .measure import count_flops, count_params, measure_latency
+        from .measure import count_flops, count_params, device_access, measure_latency
         from .train import TrainConfig, TrainingFailed, fit, release_memory
 
         t0 = time.perf_counter()
@@ -138,7 +138,8 @@ class TrainingEvaluator:
             if broken:
                 return Evaluation("infeasible", metrics, "; ".join(broken))
             cfg = TrainConfig.for_arch(train, seed=seed, device=str(self.device), **self.train_options)
-            result = fit(model, self.data, cfg, on_epoch=on_epoch)
+            with device_access(self.device, exclusive=False):  # latency is timed with the device to itself
+                result = fit(model, self.data, cfg, on_epoch=on_epoch)
         except TrainingFailed as exc:
             del model
             release_memory()

@@ -38,6 +38,8 @@ class SearchConfig:
     space: dict[str, Any]  # {"raw": the space as a dict, "source": where it came from}
     data: str = "digits"
     data_seed: int = 0
+    data_dir: str | None = None  # where torchvision datasets live (default NAS_DATA_DIR or ~/.cache/nas/data)
+    download: bool = False  # fetch torchvision datasets that are not there yet
     objectives: list[str] = field(default_factory=lambda: ["accuracy"])
     constraints: dict[str, float] = field(default_factory=dict)
     strategy: str = "auto"
@@ -94,7 +96,7 @@ def make_evaluator(config: SearchConfig) -> Any:
 
     lat = config.latency
     return TrainingEvaluator(
-        config.data, device=config.device, data_seed=config.data_seed,
+        config.data, device=config.device, data_seed=config.data_seed, data_dir=config.data_dir, download=config.download,
         latency=bool(lat) or "latency" in config.objectives or "max_latency_ms" in config.constraints,
         latency_device=lat.get("device", "cpu"), latency_batch=lat.get("batch", 1), latency_mode=lat.get("mode", "eager"),
         latency_threads=lat.get("threads", 1), keep_weights=config.keep_weights != "none", **config.train,
@@ -481,7 +483,8 @@ def search(space: SearchSpace | str, data: str = "digits", *, strategy: str = "a
            objectives: str | Sequence[str | Objective] = "accuracy", constraints: Sequence[str] | Mapping[str, float] | None = None,
            run: str | Path | None = None, seed: int = 0, time_budget: float | None = None, device: str = "auto",
            progress: bool = True, evaluator: Any = None, strategy_options: Mapping[str, Any] | None = None,
-           keep_weights: str = "all", workers: int = 1, backend: str = "inline", **train: Any) -> SearchResult:
+           keep_weights: str = "all", workers: int = 1, backend: str = "inline", backend_options: Mapping[str, Any] | None = None,
+           **train: Any) -> SearchResult:
     """Run a search and return its result; the run directory keeps everything (see `nas resume`).
 
         result = nas.search("mlp", data="digits", objectives="accuracy,params", budget=30)
@@ -498,7 +501,7 @@ def search(space: SearchSpace | str, data: str = "digits", *, strategy: str = "a
         space=space_config(space), data=data, objectives=[o.name for o in objs], constraints=cons, strategy=strategy,
         strategy_options=dict(strategy_options or {}), budget=budget, time_budget=time_budget, seed=seed, device=device,
         train=train, latency={k[len("latency_"):]: v for k, v in latency.items()}, keep_weights=keep_weights,
-        workers=workers, backend=backend,
+        workers=workers, backend=backend, backend_options=dict(backend_options or {}),
     )
     session = start(config, run, objectives=objs, evaluator=evaluator, progress=progress)
     try:
