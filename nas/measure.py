@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import platform
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -129,9 +131,70 @@ def _threads(n: int | None) -> Iterator[None]:
 #: latency is never timed while another measurement runs on the same device in this process.
 _LOCKS: dict[str, threading.Lock] = {}
 
+#: Set in worker processes by the parallel executors (`use_device_locks`): a directory holding
+#: one lock file per device, shared by every process on the machine that uses the same directory.
+_LOCK_DIR: Path | None = None
+
 
 def device_lock(device: str | torch.device) -> threading.Lock:
     return _LOCKS.setdefault(str(torch.device(device)), threading.Lock())
+
+
+def use_device_locks(directory: str | os.PathLike[str] | None) -> None:
+    """Share devices between processes through lock files in `directory` (None: this process
+    is alone). Latency measurements then hold their device's lock exclusively and training holds
+    it shared (`device_access`), so latency is never timed while another process trains or times
+    on the same device."""
+    global _LOCK_DIR
+    _LOCK_DIR = Path(directory) if directory is not None else None
+
+
+@contextlib.contextmanager
+def device_access(device: str | torch.device, *, exclusive: bool) -> Iterator[None]:
+    """Hold `device`: exclusively to time latency, shared to train. Across processes only once
+    `use_device_locks` named a directory; exclusive use also takes the in-process `device_lock`."""
+    dev = torch.device(device)
+    with contextlib.ExitStack() as stack:
+        if exclusive:
+            stack.enter_context(device_lock(dev))
+        if _LOCK_DIR is not None:
+            stack.enter_context(_device_flock(_LOCK_DIR, _device_key(dev), exclusive))
+        yield
+
+
+def _device_key(dev: torch.device) -> str:
+    """A name for the physical device, the same in every process on the machine (CUDA indices
+    are not: they depend on CUDA_VISIBLE_DEVICES, which Ray sets per task)."""
+    if dev.type != "cuda":
+        return dev.type
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", "") or "")
+    if not uuid:
+        visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+        uuid = visible[index] if index < len(visible) else str(index)
+    return "cuda-" + "".join(ch if ch.isalnum() or ch == "-" else "_" for ch in uuid)
+
+
+@contextlib.contextmanager
+def _device_flock(directory: Path, key: str, exclusive: bool) -> Iterator[None]:
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f"{key}.gate", "a") as gate, open(directory / f"{key}.lock", "a") as lock:
+        # a reader-writer lock that prefers the writer: a measurement waiting at the gate keeps
+        # new trainers out, so it gets the device once the trainers already on it are done
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(gate, fcntl.LOCK_UN)
 
 
 @torch.no_grad()
@@ -156,7 +219,7 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *, device: str
     net = copy.deepcopy(model).to(dev).eval()
     x = torch.randn(batch_size, *input_shape, device=dev)
     times: list[float] = []
-    with device_lock(dev), _threads(threads if dev.type == "cpu" else None):
+    with device_access(dev, exclusive=True), _threads(threads if dev.type == "cpu" else None):
         if dev.type == "cpu":
             for _ in range(warmup):
                 net(x)

@@ -276,6 +276,12 @@ class RunStore:
         with self.conn:
             self.conn.execute("UPDATE candidates SET state='running', started=?, worker=? WHERE id=?", (time.time(), worker, cid))
 
+    def set_worker(self, cid: int, worker: str) -> None:
+        """Where a candidate runs, once the executor knows (a Ray task is placed after it is submitted,
+        a candidate whose worker died runs again elsewhere)."""
+        with self.conn:
+            self.conn.execute("UPDATE candidates SET worker=? WHERE id=?", (worker, cid))
+
     def requeue(self, cid: int) -> None:
         with self.conn:
             self.conn.execute("UPDATE candidates SET state='queued', started=NULL, worker=NULL WHERE id=?", (cid,))
