@@ -301,12 +301,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         keep_weights=args.keep_weights, max_failures=args.max_failures, workers=args.workers or default_workers(args.backend), backend=args.backend,
         backend_options={"address": args.address} if args.address else {},
     )
-    session = start(config, args.run, objectives=objectives, progress=not args.no_progress)
-    print(f"run {session.store.path}: {space.name} on {args.data}, strategy {session.strategy.name}, objectives {', '.join(config.objectives)}, budget {config.budget}")
-    try:
+    with start(config, args.run, objectives=objectives, progress=not args.no_progress) as session:
+        print(f"run {session.store.path}: {space.name} on {args.data}, strategy {session.strategy.name}, objectives {', '.join(config.objectives)}, budget {config.budget}")
         result = session.run()
-    finally:
-        session.store.close()
     _print_end(result, session.space)
     return 0
 
@@ -314,13 +311,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from .search import resume
 
-    session = resume(args.run, budget=args.budget, time_budget=args.time_budget, progress=not args.no_progress)
-    counts = session.store.counts()
-    print(f"resuming {args.run}: {counts['complete'] + counts['failed'] + counts['infeasible']} finished, {counts['queued'] + counts['running']} to evaluate again")
-    try:
+    with resume(args.run, budget=args.budget, time_budget=args.time_budget, progress=not args.no_progress) as session:
+        counts = session.store.counts()
+        print(f"resuming {args.run}: {counts['complete'] + counts['failed'] + counts['infeasible']} finished, {counts['queued'] + counts['running']} to evaluate again")
         result = session.run()
-    finally:
-        session.store.close()
     _print_end(result, session.space)
     return 0
 

@@ -200,14 +200,16 @@ def _device_flock(directory: Path, key: str, exclusive: bool) -> Iterator[None]:
 @torch.no_grad()
 def measure_latency(model: nn.Module, input_shape: Sequence[int], *, device: str | torch.device = "cpu", batch_size: int = 1,
                     warmup: int = 10, runs: int = 50, threads: int | None = 1, mode: str = "eager",
-                    min_seconds: float = 0.0) -> Latency:
+                    min_seconds: float = 0.25) -> Latency:
     """Latency of `model` on `device` (a copy of the model is moved there; the original is untouched).
 
     CPU: `threads` intra-op threads (fixed, default 1, so numbers compare across runs), timed
     with `perf_counter`. CUDA: timed with CUDA events; `mode="cuda_graph"` replays the forward
     pass captured in a CUDA graph, which removes Python launch overhead (what a deployed,
     graph-compiled model sees); `mode="eager"` is what a plain PyTorch loop sees. fp32, eval mode.
-    `min_seconds` keeps timing past `runs` until that much time has been spent.
+    `min_seconds` keeps timing past `runs` until that much time has been spent (and warm-up
+    lasts at least a fifth of it): 50 runs of a 0.1 ms network are 5 ms, short enough for one
+    burst of other work on the machine to move the median.
     """
     if mode not in ("eager", "cuda_graph"):
         raise ValueError(f"mode must be 'eager' or 'cuda_graph', got {mode!r}")
@@ -221,8 +223,11 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *, device: str
     times: list[float] = []
     with device_access(dev, exclusive=True), _threads(threads if dev.type == "cpu" else None):
         if dev.type == "cpu":
-            for _ in range(warmup):
+            begin = time.perf_counter()
+            done = 0
+            while done < warmup or time.perf_counter() - begin < min_seconds / 5:
                 net(x)
+                done += 1
             begin = time.perf_counter()
             while len(times) < runs or time.perf_counter() - begin < min_seconds:
                 t0 = time.perf_counter()

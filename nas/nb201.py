@@ -29,6 +29,8 @@ from typing import Union
 
 import numpy as np
 
+from .space.cell import cell_string, parse_cell_string
+
 __all__ = [
     "OPS", "EDGES", "DATASETS", "LATENCY_DEVICES",
     "arch_to_str", "str_to_ops", "index_from_ops", "NB201Table",
@@ -99,11 +101,7 @@ def _check_ids(op_ids) -> tuple[int, ...]:
 
 def arch_to_str(op_ids) -> str:
     """Six op ids (or names), edge order, -> ``"|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"``."""
-    ids = _check_ids(op_ids)
-    nodes: list[list[str]] = [[] for _ in range(_N_NODES - 1)]
-    for (to, frm), op in zip(EDGES, ids):
-        nodes[to - 1].append(f"{OPS[op]}~{frm}")
-    return "+".join("|" + "|".join(tokens) + "|" for tokens in nodes)
+    return cell_string(_N_NODES, [OPS[i] for i in _check_ids(op_ids)])
 
 
 def str_to_ops(s: str) -> tuple[int, ...]:
@@ -114,29 +112,16 @@ def str_to_ops(s: str) -> tuple[int, ...]:
     """
     if not isinstance(s, str):
         raise TypeError(f"expected an NB201 arch string, got {type(s).__name__}")
-    text = s.strip()
-    nodes = text.split("+")
-    if len(nodes) != _N_NODES - 1:
-        raise ValueError(f"NB201 arch string must have {_N_NODES - 1} '+'-separated nodes, "
-                         f"got {len(nodes)}: {s!r}")
-    ids: list[int] = []
-    for to, node in enumerate(nodes, start=1):
-        if len(node) < 2 or not (node.startswith("|") and node.endswith("|")):
-            raise ValueError(f"node {to} must look like '|op~0|...|', got {node!r} in {s!r}")
-        tokens = node[1:-1].split("|")
-        if len(tokens) != to:
-            raise ValueError(f"node {to} must have {to} input edge(s), got {len(tokens)} in {s!r}")
-        for frm, tok in enumerate(tokens):
-            op, sep, src = tok.partition("~")
-            if not sep:
-                raise ValueError(f"edge {tok!r} of node {to} lacks '~input' in {s!r}")
-            if op not in OPS:
-                raise ValueError(f"unknown op {op!r} in {s!r}; expected one of {OPS}")
-            if src != str(frm):
-                raise ValueError(f"edge {tok!r} of node {to} must read from node {frm}, "
-                                 f"got {src!r} in {s!r}")
-            ids.append(OPS.index(op))
-    return tuple(ids)
+    if len(s.strip().split("+")) != _N_NODES - 1:
+        raise ValueError(f"NB201 arch string must have {_N_NODES - 1} '+'-separated nodes, got {len(s.strip().split('+'))}: {s!r}")
+    try:
+        _, ops = parse_cell_string(s)
+    except ValueError as exc:
+        raise ValueError(f"{exc} in {s!r}") from None
+    for op in ops:
+        if op not in OPS:
+            raise ValueError(f"unknown op {op!r} in {s!r}; expected one of {OPS}")
+    return tuple(OPS.index(op) for op in ops)
 
 
 def _to_ids(arch: Arch) -> tuple[int, ...]:

@@ -151,6 +151,12 @@ class Search:
                 self._first.setdefault(c.key, c)
             self._update_front(c)
 
+    def __enter__(self) -> "Search":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.store.close()
+
     # -- bookkeeping --------------------------------------------------------------------------
     def _evaluated(self) -> int:
         """Distinct architectures evaluated so far (duplicates answered from the store do not count)."""
@@ -503,8 +509,5 @@ def search(space: SearchSpace | str, data: str = "digits", *, strategy: str = "a
         train=train, latency={k[len("latency_"):]: v for k, v in latency.items()}, keep_weights=keep_weights,
         workers=workers, backend=backend, backend_options=dict(backend_options or {}),
     )
-    session = start(config, run, objectives=objs, evaluator=evaluator, progress=progress)
-    try:
+    with start(config, run, objectives=objs, evaluator=evaluator, progress=progress) as session:
         return session.run()
-    finally:
-        session.store.close()

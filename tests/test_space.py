@@ -765,10 +765,10 @@ def test_parse_arch_accepts_json_pairs_and_cell_strings(spaces: dict[str, Search
 @pytest.mark.parametrize(
     "name, text, reason",
     [
-        ("nb201", "|nor_conv_3x3~0|+|", r"group 2"),
+        ("nb201", "|nor_conv_3x3~0|+|", r"node 2 must look like"),
         ("nb201", "|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|", r"'conv_9x9' is not one of the choices of 'cell.1<-0'"),
         ("nb201", "|none~0|", r"2 nodes.*has 4"),
-        ("nb201", "|skip_connect~1|+|none~0|none~1|+|none~0|none~1|none~2|", r"must be op~0"),
+        ("nb201", "|skip_connect~1|+|none~0|none~1|+|none~0|none~1|none~2|", r"must read from node 0"),
         ("nb201", '{"cell.1<-0": "none"}', r"missing value for decision\(s\) cell.2<-0"),
         ("mlp", "|none~0|", r"cell string fits only"),
         ("mlp", "{not json", r"JSON is malformed.*line 1 column 2"),

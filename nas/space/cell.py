@@ -90,19 +90,21 @@ def cell_string(nodes: int, ops: Sequence[str]) -> str:
 
 
 def parse_cell_string(text: str) -> tuple[int, list[str]]:
-    """Inverse of `cell_string`: (nodes, ops in edge order). ValueError on a malformed string."""
-    text = text.strip()
-    groups = text.split("+")
+    """Inverse of `cell_string`: (nodes, ops in edge order). ValueError on a malformed string;
+    op names are not checked here (the caller knows which are allowed)."""
     ops: list[str] = []
+    groups = text.strip().split("+")
     for i, group in enumerate(groups, start=1):
-        if not (group.startswith("|") and group.endswith("|")) or len(group) < 3:
-            raise ValueError(f"cell string group {i} {group!r} must look like |op~0|op~1|")
+        if len(group) < 2 or not (group.startswith("|") and group.endswith("|")):
+            raise ValueError(f"node {i} must look like '|op~0|...|', got {group!r}")
         items = group[1:-1].split("|")
         if len(items) != i:
-            raise ValueError(f"cell string group {i} has {len(items)} edges; node {i} needs {i} (one from each earlier node)")
+            raise ValueError(f"node {i} must have {i} input edge(s), got {len(items)}")
         for j, item in enumerate(items):
             op, sep, src = item.rpartition("~")
-            if not sep or not op or src != str(j):
-                raise ValueError(f"cell string edge {item!r} in group {i} must be op~{j}")
+            if not sep:
+                raise ValueError(f"edge {item!r} of node {i} lacks '~input'")
+            if src != str(j):
+                raise ValueError(f"edge {item!r} of node {i} must read from node {j}, got {src!r}")
             ops.append(op)
     return len(groups) + 1, ops
