@@ -48,19 +48,27 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
             handles.append(mod.register_forward_hook(conv_hook))
         elif isinstance(mod, nn.Linear):
             handles.append(mod.register_forward_hook(linear_hook))
-    modes = [(m, m.training) for m in model.modules()]  # per module: a frozen BN stays in eval
     try:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros(1, *input_shape, device=device))
     finally:
         for h in handles:
             h.remove()
+    return int(total)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` in eval mode, each module's own mode put back after (a frozen BN stays in eval)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
         for m, mode in modes:
             m.training = mode
-    return int(total)
 
 
 @dataclass(frozen=True)
@@ -201,7 +209,8 @@ def _device_flock(directory: Path, key: str, exclusive: bool) -> Iterator[None]:
 def measure_latency(model: nn.Module, input_shape: Sequence[int], *, device: str | torch.device = "cpu", batch_size: int = 1,
                     warmup: int = 10, runs: int = 50, threads: int | None = 1, mode: str = "eager",
                     min_seconds: float = 0.25) -> Latency:
-    """Latency of `model` on `device` (a copy of the model is moved there; the original is untouched).
+    """Latency of `model` on `device` (measured in place if it is there, else on a copy; its
+    train/eval mode is put back afterwards).
 
     CPU: `threads` intra-op threads (fixed, default 1, so numbers compare across runs), timed
     with `perf_counter`. CUDA: timed with CUDA events; `mode="cuda_graph"` replays the forward
@@ -218,10 +227,13 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *, device: str
     dev = torch.device(device)
     if mode == "cuda_graph" and dev.type != "cuda":
         raise ValueError("mode 'cuda_graph' needs a CUDA device")
-    net = copy.deepcopy(model).to(dev).eval()
+    # measured in place when it already lives on `dev`: a copy lands elsewhere in memory, and on
+    # a CPU that alone moved the median of one network by 20% between copies
+    param = next(model.parameters(), None)
+    net = model if param is None or param.device == dev else copy.deepcopy(model).to(dev)
     x = torch.randn(batch_size, *input_shape, device=dev)
     times: list[float] = []
-    with device_access(dev, exclusive=True), _threads(threads if dev.type == "cpu" else None):
+    with eval_mode(net), device_access(dev, exclusive=True), _threads(threads if dev.type == "cpu" else None):
         if dev.type == "cpu":
             begin = time.perf_counter()
             done = 0
