@@ -140,7 +140,7 @@ def test_constraints_mark_candidates_infeasible_without_training(tmp_path: Path)
 
 
 # -- exact resume ----------------------------------------------------------------------------
-@pytest.mark.parametrize("strategy", ["random", "evolution", "nsga2"])
+@pytest.mark.parametrize("strategy", ["random", "evolution", "nsga2", "rl"])
 def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path: Path, strategy: str) -> None:
     objectives = ["accuracy"] if strategy == "evolution" else ["accuracy", "latency"]
     run_to_end(config(strategy, budget=70, objectives=objectives), tmp_path / "straight")

@@ -6,12 +6,13 @@
     strategy.tell(Result(id=0, arch=proposal.arch, values=(loss,)))
 
 Registered: `random` (baseline), `evolution` (aging evolution, one objective), `nsga2`
-(NSGA-II with DEAP, several objectives and constraints).
+(NSGA-II with DEAP, several objectives and constraints), `rl` (a REINFORCE LSTM controller,
+rewarded by accuracy or MnasNet's soft latency/size constraint; torch loads when it is built).
 """
 
 from __future__ import annotations
 
-from . import evolution, random  # noqa: F401  (modules register their strategies on import)
+from . import evolution, random, rl  # noqa: F401  (modules register their strategies on import)
 from .base import STRATEGIES, Option, Proposal, Result, Strategy, default_strategy, make_strategy, register_strategy
 
 __all__ = [
