@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 
 from .ops import Network
-from .space import Architecture, InvalidArchitecture, SearchSpace
+from .space import Architecture, SearchSpace
 
 
 def build_model(space: SearchSpace, arch: Architecture, *, input_shape: Sequence[int] | None = None,

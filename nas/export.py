@@ -19,7 +19,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping

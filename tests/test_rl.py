@@ -211,62 +211,25 @@ def test_the_controller_learns_on_nb201() -> None:
 
 
 # -- kill -9 and resume through the driver, across processes ----------------------------------------
-WORKER = """
-import sys
-sys.path.insert(0, {tests!r})
-from resume_worker import SlowLoggedTable
-from nas.search import SearchConfig, resume, space_config, start
-from nas.space import load_space
-
-mode, run, log = sys.argv[1:4]
-evaluator = SlowLoggedTable(log, 0.01)
-if mode == "start":
-    config = SearchConfig(space=space_config(load_space("nb201")), data="nb201:cifar10", objectives=["accuracy", "latency"],
-                          strategy="rl", budget=60, seed=4, strategy_options={{"reward": "mnas", "target_latency_ms": 0.015, "batch": 4}})
-    session = start(config, run, evaluator=evaluator, progress=False, log=lambda s: None)
-else:
-    session = resume(run, evaluator=evaluator, progress=False, log=lambda s: None)
-try:
-    session.run()
-finally:
-    session.store.close()
-"""
-
-
 @pytest.mark.slow
 def test_kill_9_and_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
-    import signal
     import subprocess
     import sys
-    import time
 
     from nas.store import RunStore
+    from resume_worker import kill_and_resume
 
-    script = WORKER.format(tests=str(Path(__file__).resolve().parent))
-
-    def worker(mode: str, run: Path, log: Path) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-c", script, mode, str(run), str(log)])
+    options = json.dumps({"reward": "mnas", "target_latency_ms": 0.015, "batch": 4})
+    args = ["rl", "4", "60", "0.01", options]
 
     def snapshot(run: Path) -> list[tuple[Any, ...]]:
         with RunStore.open(run) as store:
             rows = [(c.id, c.key, c.state, c.objectives, c.source) for c in store.candidates()]
             return rows + [json.dumps(store.state("strategy"), sort_keys=True)]
 
-    assert worker("start", tmp_path / "straight", tmp_path / "straight.log").wait(timeout=300) == 0
+    worker = [sys.executable, str(Path(__file__).resolve().parent / "resume_worker.py")]
+    subprocess.run(worker + ["start", str(tmp_path / "straight"), str(tmp_path / "straight.log")] + args, check=True, timeout=300)
     run, log = tmp_path / "killed", tmp_path / "killed.log"
-    rng = random.Random(3)
-    kills, mode = 0, "start"
-    for _ in range(3):
-        proc = worker(mode, run, log)
-        deadline = time.time() + 120  # kill once it has evaluated something, at a random moment
-        while time.time() < deadline and proc.poll() is None and not (log.exists() and f"{proc.pid} " in log.read_text()):
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.3))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
-        mode = "resume"
-    assert worker("resume", run, log).wait(timeout=300) == 0
+    kills = kill_and_resume(args, run, log, 3, random.Random(3), max_delay=0.3)
     assert kills >= 2
     assert snapshot(run) == snapshot(tmp_path / "straight")

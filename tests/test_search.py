@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from nas.search import SearchConfig, SearchInterrupted, resume, search, space_co
 from nas.space import load_space
 from nas.store import RunError, RunStore
 from nas.tabular import TabularEvaluator
+from resume_worker import kill_and_resume
 
 ROOT = Path(__file__).resolve().parents[1]
 NB201 = load_space("nb201")
@@ -179,24 +179,7 @@ def test_kill_9_at_five_random_moments_then_resume(tmp_path: Path) -> None:
     subprocess.run(worker + ["start", str(tmp_path / "straight"), str(straight_log)] + args, check=True, timeout=300)
 
     run, log = tmp_path / "killed", tmp_path / "killed.log"
-    rng = random.Random(11)
-    kills = 0
-    mode = "start"
-    for _ in range(5):
-        proc = subprocess.Popen(worker + [mode, str(run), str(log)] + args)
-        # wait until this process has evaluated something, then kill it at a random moment
-        deadline = time.time() + 120
-        while time.time() < deadline and (not log.exists() or not any(l.startswith(f"{proc.pid} ") for l in log.read_text().splitlines())):
-            if proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.4))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
-        mode = "resume"
-    subprocess.run(worker + ["resume", str(run), str(log)] + args, check=True, timeout=300)
+    kills = kill_and_resume(args, run, log, 5, random.Random(11))
     assert kills >= 3, "the search finished before it could be killed; slow the worker down"
     assert snapshot(run) == snapshot(tmp_path / "straight")
     assert front_ids(run) == front_ids(tmp_path / "straight")

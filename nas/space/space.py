@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .cell import canonical_cell, cell_string, parse_cell_string
-from .compile import Compiled, Compiler, Const, Decision, LayerT, Ref
+from .compile import Compiled, Compiler, Decision, LayerT, Ref
 from .errors import InvalidArchitecture, ShapeMismatch, SpaceError
 from .layers import LAYERS, Shape, ShapeProblem
 
