@@ -41,15 +41,6 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def spaces() -> dict[str, SearchSpace]:
-    return {name: load_space(name) for name in NAMES}
-
-
-def space_from_yaml(tmp_path: Path, text: str, name: str = "space.yaml") -> SearchSpace:
-    path = tmp_path / name
-    path.write_text(text)
-    return SearchSpace.from_yaml(path)
 
 
 def forward(model: torch.nn.Module, shape, batch: int = 2, seed: int = 0) -> torch.Tensor:
@@ -133,8 +124,8 @@ body:
 """
 
 
-def test_downsampling_that_does_not_fit_is_an_invalid_architecture(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, FOUR_POOLS)
+def test_downsampling_that_does_not_fit_is_an_invalid_architecture(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml(FOUR_POOLS)
     arch = space.sample(0)
     assert forward(build_model(space, arch), space.input_shape).shape == (2, 5)
     assert forward(build_model(space, arch, input_shape=(1, 16, 16)), (1, 16, 16)).shape == (2, 5)
@@ -153,14 +144,14 @@ def test_downsampling_that_does_not_fit_is_an_invalid_architecture(tmp_path: Pat
     assert info.value.path == "body[4].pool.size"
 
 
-def test_downsampling_that_does_not_fit_raises_shape_mismatch(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, FOUR_POOLS)
+def test_downsampling_that_does_not_fit_raises_shape_mismatch(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml(FOUR_POOLS)
     with pytest.raises(ShapeMismatch):
         build_model(space, space.sample(0), input_shape=(1, 8, 8), classes=3)
 
 
-def test_shape_error_names_the_deciding_decision(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, """
+def test_shape_error_names_the_deciding_decision(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml("""
 input: [1, 16, 16]
 body:
   - conv: {out: 4, stride: [1, 2]}
@@ -195,14 +186,14 @@ def test_cell_ops_match_dsl_cell_ops() -> None:
 
 
 @pytest.mark.parametrize("op", [op for op in CELL_OPS if op != "none"])
-def test_every_cell_op_keeps_the_shape(tmp_path: Path, op: str) -> None:
-    space = space_from_yaml(tmp_path, f"input: [3, 6, 6]\nbody:\n  - conv: {{out: 4}}\n  - cell: {{nodes: 3, ops: [{op}]}}\n")
+def test_every_cell_op_keeps_the_shape(tmp_path: Path, space_from_yaml, op: str) -> None:
+    space = space_from_yaml(f"input: [3, 6, 6]\nbody:\n  - conv: {{out: 4}}\n  - cell: {{nodes: 3, ops: [{op}]}}\n")
     model = build_model(space, space.sample(0))
     assert forward(model, (3, 6, 6)).shape == (2, 10)
 
 
-def test_every_layer_type_builds_and_runs(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, """
+def test_every_layer_type_builds_and_runs(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml("""
 input: [3, 16, 16]
 body:
   - conv: {out: 8, kernel: 3, dilation: 2, act: gelu}

@@ -36,15 +36,6 @@ def test_shipped_spaces_are_the_four_known_ones() -> None:
     assert (REPO / "search_spaces").resolve() == (REPO / "nas" / "search_spaces").resolve()
 
 
-@pytest.fixture(scope="module")
-def spaces() -> dict[str, SearchSpace]:
-    return {name: load_space(name) for name in NAMES}
-
-
-def space_from_yaml(tmp_path: Path, text: str, name: str = "space.yaml") -> SearchSpace:
-    path = tmp_path / name
-    path.write_text(text)
-    return SearchSpace.from_yaml(path)
 
 
 def assert_exact_active_set(space: SearchSpace, arch: Architecture) -> None:
@@ -129,8 +120,8 @@ def _all_archs(space: SearchSpace) -> list[Architecture]:
     return [space.decode(g) for g in itertools.product(*(range(n) for n in space.genome_sizes()))]
 
 
-def test_tiny_space_size_by_hand_and_by_enumerating_genomes(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, TINY)
+def test_tiny_space_size_by_hand_and_by_enumerating_genomes(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml(TINY)
     assert space.size() == TINY_SIZE == 189
     archs = _all_archs(space)
     assert len(archs) == 3 * 2**8  # the genome product counts inactive genes too
@@ -145,9 +136,9 @@ def test_tiny_space_size_by_hand_and_by_enumerating_genomes(tmp_path: Path) -> N
     assert set(space.sample_many(300, seed=1)) <= distinct
 
 
-def test_tiny_cell_space_counts_validity_and_isomorphism_by_hand(tmp_path: Path) -> None:
+def test_tiny_cell_space_counts_validity_and_isomorphism_by_hand(tmp_path: Path, space_from_yaml) -> None:
     # one cell of 3 nodes: edges 1<-0, 2<-0, 2<-1, each none / skip_connect / nor_conv_1x1
-    space = space_from_yaml(tmp_path, """
+    space = space_from_yaml("""
 input: [2, 4, 4]
 body:
   - cell: {nodes: 3, ops: [none, skip_connect, nor_conv_1x1]}
@@ -276,8 +267,8 @@ train:
 """
 
 
-def test_mutating_repeat_times_activates_and_drops_decisions(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, REPEAT_SPACE)
+def test_mutating_repeat_times_activates_and_drops_decisions(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml(REPEAT_SPACE)
     times = "body[0].repeat.times"
     unit = "body[0].repeat[{}].body[0].dense.units"
     assert space.labels == (times, unit.format(0), unit.format(1), unit.format(2))
@@ -307,8 +298,8 @@ def test_mutating_repeat_times_activates_and_drops_decisions(tmp_path: Path) -> 
     assert shrunk == {1, 2}
 
 
-def test_mutate_with_nothing_to_change_returns_the_architecture(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, "input: [4]\nbody: [dense: 8]\n")
+def test_mutate_with_nothing_to_change_returns_the_architecture(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml("input: [4]\nbody: [dense: 8]\n")
     arch = space.sample(0)
     assert len(arch) == 0 and space.size() == 1
     assert space.mutate(arch, 0) == arch
@@ -408,8 +399,8 @@ train:
 """
 
 
-def _fp(tmp_path: Path, text: str) -> str:
-    return space_from_yaml(tmp_path, text, f"fp{abs(hash(text))}.yaml").fingerprint
+def _fp(space_from_yaml, text: str) -> str:
+    return space_from_yaml(text, f"fp{abs(hash(text))}.yaml").fingerprint
 
 
 @pytest.mark.parametrize(
@@ -428,10 +419,10 @@ def _fp(tmp_path: Path, text: str) -> str:
         pytest.param(lambda t: t + "constraints: {max_params: 1000}\n", id="constraint-added"),
     ],
 )
-def test_fingerprint_changes_when_the_space_changes(tmp_path: Path, edit) -> None:
+def test_fingerprint_changes_when_the_space_changes(space_from_yaml, edit) -> None:
     changed = edit(BASE)
     assert changed != BASE
-    assert _fp(tmp_path, changed) != _fp(tmp_path, BASE)
+    assert _fp(space_from_yaml, changed) != _fp(space_from_yaml, BASE)
 
 
 @pytest.mark.parametrize(
@@ -447,19 +438,19 @@ def test_fingerprint_changes_when_the_space_changes(tmp_path: Path, edit) -> Non
         pytest.param(lambda t: t.replace("name: base\ndescription: the base space\n", ""), id="no-name"),
     ],
 )
-def test_fingerprint_ignores_names_descriptions_comments(tmp_path: Path, edit) -> None:
+def test_fingerprint_ignores_names_descriptions_comments(space_from_yaml, edit) -> None:
     same = edit(BASE)
     assert same != BASE
-    assert _fp(tmp_path, same) == _fp(tmp_path, BASE)
+    assert _fp(space_from_yaml, same) == _fp(space_from_yaml, BASE)
 
 
-def test_fingerprint_of_shipped_file_ignores_comments(tmp_path: Path, spaces: dict[str, SearchSpace]) -> None:
+def test_fingerprint_of_shipped_file_ignores_comments(space_from_yaml, spaces: dict[str, SearchSpace]) -> None:
     for name in NAMES:
         text = shipped_spaces()[name].read_text()
         stripped = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
         assert stripped != text
         renamed = stripped.replace(f"name: {name}", "name: other")
-        assert _fp(tmp_path, renamed) == spaces[name].fingerprint
+        assert _fp(space_from_yaml, renamed) == spaces[name].fingerprint
 
 
 def test_architectures_carry_their_space_fingerprint(spaces: dict[str, SearchSpace]) -> None:
@@ -473,8 +464,8 @@ def test_architectures_carry_their_space_fingerprint(spaces: dict[str, SearchSpa
 
 
 # -- shared labels ----------------------------------------------------------------------------
-def test_two_fields_with_one_label_are_one_decision(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, """
+def test_two_fields_with_one_label_are_one_decision(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml("""
 input: [6]
 body:
   - dense: {units: {choice: [8, 16], label: width}, act: tanh}
@@ -489,8 +480,8 @@ body:
         assert [layer["units"] for layer in body] == [w, w, 4]
 
 
-def test_shared_label_through_a_declared_decision(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, """
+def test_shared_label_through_a_declared_decision(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml("""
 input: [1, 8, 8]
 decisions:
   act: [relu, gelu]
@@ -561,8 +552,8 @@ def test_mlp_momentum_is_active_only_for_the_momentum_optimizer(spaces: dict[str
     assert partial["train.momentum"] == 0.8
 
 
-def test_a_when_on_a_layer_removes_it_from_the_network(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, """
+def test_a_when_on_a_layer_removes_it_from_the_network(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml("""
 input: [4]
 decisions:
   extra: [false, true]
@@ -582,8 +573,8 @@ body:
     assert {dict(a).get("body[1].dense.units") for a in space.sample_many(50, seed=0)} == {None, 5, 6}
 
 
-def test_a_when_on_a_decision_inside_a_repeat(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, """
+def test_a_when_on_a_decision_inside_a_repeat(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml("""
 input: [1, 8, 8]
 body:
   - repeat:
@@ -640,7 +631,7 @@ def test_python_dsl_matches_mlp_yaml(spaces: dict[str, SearchSpace]) -> None:
     assert [a.key for a in space.sample_many(20, seed=3)] == [a.key for a in yaml_space.sample_many(20, seed=3)]
 
 
-def test_python_dsl_helpers_build_the_yaml_dicts(tmp_path: Path) -> None:
+def test_python_dsl_helpers_build_the_yaml_dicts(tmp_path: Path, space_from_yaml) -> None:
     py = dsl.space(
         input=[1, 8, 8],
         body=[
@@ -664,14 +655,14 @@ body:
 train:
   batch_size: {int: [16, 64], step: 16}
 """
-    assert py.fingerprint == space_from_yaml(tmp_path, text).fingerprint
+    assert py.fingerprint == space_from_yaml(text).fingerprint
     assert py.decision("train.batch_size").values == (16, 32, 48, 64)
     assert py.decision("body[3].dropout.p").values == (0.0, 0.25, 0.5)
 
 
 # -- keys -------------------------------------------------------------------------------------
-def test_residual_without_skip_is_the_plain_sequence(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, """
+def test_residual_without_skip_is_the_plain_sequence(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml("""
 input: [2, 8, 8]
 body:
   - choose:
@@ -685,8 +676,8 @@ body:
     assert keys["res_on"] != keys["plain"]
 
 
-def test_layers_that_do_nothing_do_not_change_the_key(tmp_path: Path) -> None:
-    space = space_from_yaml(tmp_path, """
+def test_layers_that_do_nothing_do_not_change_the_key(tmp_path: Path, space_from_yaml) -> None:
+    space = space_from_yaml("""
 input: [1, 8, 8]
 body:
   - conv: {out: 4}
@@ -703,9 +694,9 @@ body:
     assert len({key("bare", 0.0), key("drop", 0.0), key("relu", 0.0), key("bare", 0.3)}) == 4
 
 
-def test_keys_ignore_labels_and_inactive_values_but_not_training(tmp_path: Path, spaces: dict[str, SearchSpace]) -> None:
-    a = space_from_yaml(tmp_path, "input: [4]\nbody:\n  - dense: {units: [8, 16]}\n", "a.yaml")
-    b = space_from_yaml(tmp_path, "name: b\ninput: [4]\nbody:\n  - dense: {units: {choice: [16, 8], label: w}}\n", "b.yaml")
+def test_keys_ignore_labels_and_inactive_values_but_not_training(tmp_path: Path, space_from_yaml, spaces: dict[str, SearchSpace]) -> None:
+    a = space_from_yaml("input: [4]\nbody:\n  - dense: {units: [8, 16]}\n", "a.yaml")
+    b = space_from_yaml("name: b\ninput: [4]\nbody:\n  - dense: {units: {choice: [16, 8], label: w}}\n", "b.yaml")
     assert a.fingerprint != b.fingerprint
     assert a.make({"body[0].dense.units": 16}).key == b.make({"w": 16}).key
     assert a.make({"body[0].dense.units": 8}).key != b.make({"w": 16}).key
