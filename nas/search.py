@@ -271,14 +271,8 @@ class Search:
                     self.store.start(cand.id, executor.worker_name())
                     executor.submit(cand.id, self.space, arch, seed_for(cfg.seed, cand.key), self.constraints)
                     inflight[cand.id] = (cand, arch)
-                if stop in ("time budget", "exhausted") and not inflight:
-                    break
                 if not inflight:
-                    if stop == "budget" and cfg.budget is not None and self._evaluated() >= cfg.budget:
-                        break
-                    if stop != "budget":
-                        break
-                    continue
+                    break  # nothing running and nothing to start: budget reached, out of time or exhausted
                 for cid, ev in executor.wait():
                     cand, arch = inflight.pop(cid)
                     self._record(cand, arch, ev)
