@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -32,14 +33,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nas import pareto  # noqa: E402
 from nas.nb201 import NB201Table  # noqa: E402
-from nas.search import search  # noqa: E402
+from nas.search import SearchResult, search  # noqa: E402
 from nas.space import load_space  # noqa: E402
 
 PUBLISHED = {"random": "93.70 +- 0.36", "evolution": "93.92 +- 0.30", "rl": "93.85 +- 0.37"}
 
 
-def accuracy_only(strategies: list[str], seeds: int, budget: int) -> None:
+def table_runs(strategy: str, objectives: str, budget: int, seeds: int) -> Iterator[SearchResult]:
+    """One search per seed on the NB201 table, each in a throw-away run directory."""
     space = load_space("nb201")
+    for seed in range(seeds):
+        with tempfile.TemporaryDirectory() as tmp:
+            yield search(space, data="nb201:cifar10", strategy=strategy, objectives=objectives, budget=budget, seed=seed,
+                         run=Path(tmp) / "run", progress=False)
+
+
+def accuracy_only(strategies: list[str], seeds: int, budget: int) -> None:
     print(f"1. CIFAR-10, accuracy only, {budget} evaluations, {seeds} seeds: 200-epoch test accuracy of the pick")
     print(f"{'strategy':<10} {'mean':>7} {'std':>6} {'min':>7} {'max':>7}   published        seconds")
     means = {}
@@ -47,10 +56,7 @@ def accuracy_only(strategies: list[str], seeds: int, budget: int) -> None:
     for name in strategies:
         accs = []
         t0 = time.perf_counter()
-        for seed in range(seeds):
-            with tempfile.TemporaryDirectory() as tmp:
-                result = search(space, data="nb201:cifar10", strategy=name, objectives="accuracy", budget=budget, seed=seed,
-                                run=Path(tmp) / "run", progress=False)
+        for result in table_runs(name, "accuracy", budget, seeds):
             accs.append(100 * result.best.test["test_accuracy"])
             sampled = [100 * c.metrics["val_accuracy"] for c in result.candidates if "val_accuracy" in c.metrics]
             q = max(1, len(sampled) // 4)
@@ -82,16 +88,12 @@ def latency_hypervolume(seeds: int, nsga2_budget: int, random_budget: int, extra
     true_hv = pareto.normalized_hypervolume(true_front, lower, upper, ref_offset=0.1)
     print(f"2. accuracy vs latency (1080ti_bs1_ms), {seeds} seeds: hypervolume as a fraction of the true front's")
     print(f"   true front: {len(true_front)} cells, hypervolume {true_hv:.4f} (normalised over the table, reference 1.1)")
-    space = load_space("nb201")
     runs = [("nsga2", nsga2_budget), ("random", random_budget)] + [(name, nsga2_budget) for name in extra]
     fractions: dict[str, list[float]] = {}
     for name, budget in runs:
         fr = []
         t0 = time.perf_counter()
-        for seed in range(seeds):
-            with tempfile.TemporaryDirectory() as tmp:
-                result = search(space, data="nb201:cifar10", strategy=name, objectives="accuracy,latency", budget=budget, seed=seed,
-                                run=Path(tmp) / "run", progress=False)
+        for result in table_runs(name, "accuracy,latency", budget, seeds):
             found = np.array([[-c.metrics["val_accuracy"] * 100, c.metrics["latency_ms"]] for c in result.front])
             fr.append(pareto.normalized_hypervolume(found, lower, upper, ref_offset=0.1) / true_hv)
         fractions[f"{name}@{budget}"] = fr
