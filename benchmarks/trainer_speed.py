@@ -177,28 +177,31 @@ def main() -> None:
     data = DeviceData(dataset, device)
     print(f"data: {dataset.name}, {len(dataset.y_train)} train / {len(dataset.y_val)} val images 3x32x32\n")
 
+    head = f"{'network':<30} {'params':>9} {'textbook':>9} {'resident':>9} {'trainer':>9} {'capture':>8} {'graph':>5} {'vs textbook':>11} {'vs resident':>11}"
+    print(head)
+    print("-" * len(head), flush=True)
     rows = []
+
+    def report(group: str, r: dict) -> None:
+        rows.append((group, r))
+        print(f"{r['network']:<30} {r['params']:>9,} {r['textbook']:>8.3f}s {r['resident']:>8.3f}s {r['trainer']:>8.3f}s "
+              f"{r['trainer_first'] - r['trainer']:>7.2f}s {str(r['graph'])[0]:>5} {r['textbook'] / r['trainer']:>10.2f}x "
+              f"{r['resident'] / r['trainer']:>10.2f}x", flush=True)
+        if "note" in r:
+            print(f"    note: {r['note']}", flush=True)
+
     if args.only in (None, "cnn"):
         for widths in CNN_WIDTHS:
             space = cnn_space(widths)
             torch.manual_seed(0)
             model0 = build_model(space, space.make({}))
-            rows.append(("cnn", bench(f"cnn {widths}", model0, dataset, data, device, args.cnn_batch, args.epochs, 0.05)))
+            report("cnn", bench(f"cnn {widths}", model0, dataset, data, device, args.cnn_batch, args.epochs, 0.05))
     if args.only in (None, "nb201"):
         space = load_space("nb201")
         for index, text in NB201.items():
             torch.manual_seed(0)
             model0 = build_model(space, space.parse_arch(text))
-            rows.append(("nb201", bench(f"nb201 #{index}", model0, dataset, data, device, args.nb201_batch, args.epochs, 0.1)))
-
-    head = f"{'network':<30} {'params':>9} {'textbook':>9} {'resident':>9} {'trainer':>9} {'capture':>8} {'graph':>5} {'vs textbook':>11} {'vs resident':>11}"
-    print(head)
-    print("-" * len(head))
-    for group, r in rows:
-        print(f"{r['network']:<30} {r['params']:>9,} {r['textbook']:>8.3f}s {r['resident']:>8.3f}s {r['trainer']:>8.3f}s "
-              f"{r['trainer_first'] - r['trainer']:>7.2f}s {str(r['graph'])[0]:>5} {r['textbook'] / r['trainer']:>10.2f}x {r['resident'] / r['trainer']:>10.2f}x")
-        if "note" in r:
-            print(f"    note: {r['note']}")
+            report("nb201", bench(f"nb201 #{index}", model0, dataset, data, device, args.nb201_batch, args.epochs, 0.1))
     print("\nseconds are per epoch (train pass + validation pass); capture = first Trainer epoch minus a steady one")
     if device.type == "cuda":
         cnn_ok = all(r["textbook"] / r["trainer"] >= 4 for g, r in rows if g == "cnn")

@@ -164,7 +164,7 @@ def test_measure_latency_cuda_eager_and_graph() -> None:
     results = {mode: measure_latency(model, (3, 8, 8), device="cuda", batch_size=8, warmup=3, runs=20, mode=mode)
                for mode in ("eager", "cuda_graph")}
     for mode, lat in results.items():
-        assert lat.mode == mode and lat.runs == 20 and lat.batch_size == 8
+        assert lat.mode == mode and lat.runs >= 20 and lat.batch_size == 8  # min_seconds keeps timing past runs
         assert lat.median_ms > 0 and lat.min_ms <= lat.median_ms
         assert lat.hardware["device"] == "cuda" and lat.hardware["cuda"] == torch.version.cuda
         assert lat.hardware["device_name"] == torch.cuda.get_device_name()

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The GPU checks of issues 3 and 7, for a lent GPU machine (Python 3.12 with CUDA torch, no
+# network). Fetch deap and mlxtend wheels first with ../shared/tools/gpu-wheels (they land in
+# .whl/), take .whl along, and run from the repo root:
+#
+#   bash tools/gpu_checks.sh 1    # gpu-marked tests, CUDA latency (eager and graph), trainer_speed
+#   bash tools/gpu_checks.sh 2    # parallel_workers (1 vs 4 workers), a short `nas search` on cuda
+#
+# Logs go to $OUT (or /tmp/gpu-checks) as well as to the terminal.
+set -u
+stage=${1:-1}
+out=${OUT:-/tmp/gpu-checks}
+mkdir -p "$out"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader
+python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+
+step() {  # step NAME SECONDS CMD...: run with a time limit, log to $out/NAME.log
+  local name=$1 limit=$2; shift 2
+  echo "=== $name: $*"
+  local t0=$SECONDS
+  timeout "$limit" "$@" > >(tee "$out/$name.log") 2>&1
+  echo "=== $name: exit $? after $((SECONDS - t0)) s"
+}
+
+if [ "$stage" = 1 ]; then
+  step gpu_tests 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_train.py tests/test_measure.py
+  step latency_eager 60 python3 benchmarks/latency_stability.py --device cuda --mode eager
+  step latency_graph 60 python3 benchmarks/latency_stability.py --device cuda --mode cuda_graph
+  step trainer_speed 420 python3 benchmarks/trainer_speed.py
+else
+  step parallel 420 python3 benchmarks/parallel_workers.py --budget 32
+  step search_cuda 120 python3 -m nas search --space cnn --data mnist5k --budget 6 --epochs 3 --device cuda --run /tmp/run-cuda
+fi
