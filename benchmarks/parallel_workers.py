@@ -9,15 +9,17 @@ temporary directory, which is what `--data file.npz` reads): speed does not depe
 Each search uses the nb201.yaml space, random search with the same seed (so every run evaluates
 the same architectures, whatever the order in which results come back), one epoch per candidate
 with the trainer's fast defaults (device-resident data, bf16 autocast, channels_last, CUDA graphs)
-and no weights kept. Workers share the GPU(s): with `--workers 4` on one GPU, four processes train
-on it at once.
+and no weights kept. Workers share the GPU(s) as the `share` backend option says: `auto` makes
+the four workers on one GPU threads of one process, each on its own CUDA stream, so that their
+kernels run at the same time; `process` gives each its own process, and the GPU then takes
+turns between them (time slicing). Both are run, side by side.
 
-Printed per worker count: wall time of the search (including starting the workers and loading
-the data in each), candidates per minute over the wall time and in the steady state (from the
-moment as many candidates have finished as there are workers to the last finish; n/a when the
-budget is too small for that), and the mean seconds one candidate took. The ratio line
-compares the last worker count with the first. Target on one H100: 4 workers >= 2.5x the
-candidates per minute of 1 worker.
+Printed per run: wall time of the search (including starting the workers and loading the data),
+candidates per minute over the wall time and in the steady state (from the moment as many
+candidates have finished as there are workers to the last finish; n/a when the budget is too
+small for that), and the mean seconds one candidate took. The ratio lines compare each run with
+the single worker. Target on one H100 (issue 7): 4 workers >= 1.5x the candidates per minute of
+1 worker.
 """
 
 from __future__ import annotations
@@ -49,10 +51,10 @@ def write_data(path: Path, images: int, seed: int = 0) -> Path:
     return path
 
 
-def one_search(data: Path, run: Path, workers: int, budget: int, device: str, seed: int) -> dict[str, float]:
+def one_search(data: Path, run: Path, workers: int, budget: int, device: str, seed: int, share: str = "auto") -> dict[str, float]:
     config = SearchConfig(space=space_config(load_space("nb201")), data=str(data), objectives=["accuracy"], strategy="random",
                           budget=budget, seed=seed, device=device, train={"max_epochs": 1}, keep_weights="none",
-                          workers=workers, backend="process", backend_options={"lock_dir": str(run.parent / "locks")})
+                          workers=workers, backend="process", backend_options={"lock_dir": str(run.parent / "locks"), "share": share})
     session = start(config, run, progress=False, log=lambda s: None)
     try:
         t0 = time.perf_counter()
@@ -81,23 +83,29 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=50_000, help="training images (plus 10%% validation, 2%% test)")
     ap.add_argument("--budget", type=int, default=40, help="candidates per search")
     ap.add_argument("--workers", default="1,4", help="worker counts to compare, comma-separated")
+    ap.add_argument("--share", default="auto,process",
+                    help="how workers share a GPU, for each count above 1: auto (threads of one process, each on a CUDA stream), process")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
+    shares = args.share.split(",")
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"NB201 cells, 1 epoch each on {args.images:,} synthetic 3x32x32 images, random search, budget {args.budget}, "
           f"process backend on {args.device} ({name})")
+    plan = [(w, share) for w in counts for share in (shares if w > 1 else shares[:1])]
     with tempfile.TemporaryDirectory(prefix="nas-parallel-") as tmp:
         data = write_data(Path(tmp) / "synthetic.npz", args.images, args.seed)
         rows = {}
-        for w in counts:
-            rows[w] = r = one_search(data, Path(tmp) / f"run-{w}", w, args.budget, args.device, args.seed)
-            print(f"workers {w}: {r['n']} candidates in {r['wall']:.1f} s: {r['per_min']:.1f} per minute "
+        for w, share in plan:
+            rows[w, share] = r = one_search(data, Path(tmp) / f"run-{w}-{share}", w, args.budget, args.device, args.seed, share)
+            label = f"workers {w}" + (f" (share {share})" if w > 1 else "")
+            print(f"{label}: {r['n']} candidates in {r['wall']:.1f} s: {r['per_min']:.1f} per minute "
                   f"(steady state {_num(r['steady_per_min'])}); {r['mean_s']:.2f} s per candidate; best val acc {r['acc']:.3f}", flush=True)
-    if len(counts) > 1:
-        a, b = rows[counts[0]], rows[counts[-1]]
-        print(f"ratio {counts[-1]} vs {counts[0]} workers: {b['per_min'] / a['per_min']:.2f}x candidates per minute "
-              f"(steady state {_num(b['steady_per_min'] / a['steady_per_min'], 'x')})")
+    base = rows[plan[0]]
+    for w, share in plan[1:]:
+        b = rows[w, share]
+        print(f"ratio {w} workers (share {share}) vs {plan[0][0]}: {b['per_min'] / base['per_min']:.2f}x candidates per minute "
+              f"(steady state {_num(b['steady_per_min'] / base['steady_per_min'], 'x')})")
 
 
 def _num(value: float, unit: str = "") -> str:

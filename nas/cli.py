@@ -299,7 +299,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         constraints=objmod.parse_constraints(args.constraint), strategy=args.strategy, strategy_options=options,
         budget=args.budget, time_budget=args.time_budget, seed=args.seed, device=args.device, train=train, latency=latency,
         keep_weights=args.keep_weights, max_failures=args.max_failures, workers=args.workers or default_workers(args.backend), backend=args.backend,
-        backend_options={"address": args.address} if args.address else {},
+        backend_options={k: v for k, v in (("address", args.address), ("share", args.share)) if v},
     )
     with start(config, args.run, objectives=objectives, progress=not args.no_progress) as session:
         print(f"run {session.store.path}: {space.name} on {args.data}, strategy {session.strategy.name}, objectives {', '.join(config.objectives)}, budget {config.budget}")
@@ -475,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int, help="parallel evaluations with --backend process or ray (default: one per GPU here, or 1)")
     p.add_argument("--backend", default="inline", help="inline (default), process or ray")
     p.add_argument("--address", help="Ray cluster address for --backend ray (auto, HOST:PORT); default: a local Ray")
+    p.add_argument("--share", choices=("auto", "thread", "process"),
+                   help="--backend process: workers on one device as threads of one process (thread; auto does so on GPUs, "
+                        "where their kernels then overlap) or a process each")
     run_opts(p)
     p.set_defaults(func=cmd_search, budget=40)
 

@@ -7,11 +7,13 @@ build, runs out of memory or diverges comes back as a failed `Evaluation` with i
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
+from .gate import GATE
 from .space import Architecture, InvalidArchitecture, SearchSpace
 
 if TYPE_CHECKING:  # torch loads on first evaluation, so `nas status` and `nas report` start fast
@@ -53,6 +55,9 @@ def violations(metrics: Mapping[str, Any], constraints: Mapping[str, float] | No
         if metrics[metric] > limit:
             out.append(f"{metric} {metrics[metric]:g} > {name} {limit:g}")
     return out
+
+
+_BUILD_LOCK = threading.Lock()
 
 
 class TrainingEvaluator:
@@ -110,12 +115,18 @@ class TrainingEvaluator:
             arch = target.make(dict(arch))
         if arch.error is not None:
             raise InvalidArchitecture(arch.error, source=target.source)
-        torch.manual_seed(seed)
-        model = build_model(target, arch)
+        with _BUILD_LOCK:  # the global RNG: threads that build side by side must not interleave
+            torch.manual_seed(seed)
+            model = build_model(target, arch)
         return model, target.resolve(arch).train, target, arch
 
     def evaluate(self, space: SearchSpace, arch: Architecture, seed: int = 0, constraints: Mapping[str, float] | None = None,
                  on_epoch: Callable[[dict[str, float]], None] | None = None) -> Evaluation:
+        with GATE.held():  # threads of one process share the device safely (nas.gate)
+            return self._evaluate(space, arch, seed, constraints, on_epoch)
+
+    def _evaluate(self, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float] | None,
+                  on_epoch: Callable[[dict[str, float]], None] | None) -> Evaluation:
         from .measure import count_flops, count_params, device_access, measure_latency
         from .train import TrainConfig, TrainingFailed, fit, release_memory
 
@@ -163,8 +174,9 @@ class TrainingEvaluator:
 
         model, train, _, _ = self.build(space, arch)
         model.load_state_dict(dict(state))
-        model.to(self.device)
-        loss, acc = evaluate(model, self.data, "test", TrainConfig.for_arch(train, device=str(self.device), **self.train_options))
+        with GATE.held():
+            model.to(self.device)
+            loss, acc = evaluate(model, self.data, "test", TrainConfig.for_arch(train, device=str(self.device), **self.train_options))
         return {"test_loss": loss, "test_accuracy": acc}
 
 

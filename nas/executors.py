@@ -17,6 +17,10 @@ is timed with its device held exclusively across worker processes: see
 `backend_options` (SearchConfig) take:
     address            Ray: `auto` or HOST:PORT of a running cluster (default: a local Ray)
     workers_per_gpu    Ray: tasks sharing a GPU (default: workers / GPUs in the cluster, rounded up)
+    share              process backend: `auto` (the default: workers on one GPU are threads of one
+                       process, each on its own CUDA stream; CPU workers are processes), `thread`
+                       (workers on one device are threads of one process, CPU too) or `process`
+                       (a process per worker)
     max_retries        times a candidate is evaluated again after its worker died (default 3)
     lock_dir           directory of the per-device lock files (default: one per user in the
                        machine's temporary directory, so that concurrent runs share it too)
@@ -45,7 +49,7 @@ from .evaluators import Evaluation
 from .search import SearchConfig, make_evaluator
 from .space import Architecture, SearchSpace
 
-OPTIONS = ("address", "workers_per_gpu", "max_retries", "lock_dir", "evaluator_factory", "factory_options")
+OPTIONS = ("address", "workers_per_gpu", "share", "max_retries", "lock_dir", "evaluator_factory", "factory_options")
 RAY_HINT = "the ray backend needs Ray: pip install 'nas[ray]' (or pip install 'ray>=2.9')"
 
 Placed = Callable[[int, str], None]  # the driver's note of where a candidate runs
@@ -197,43 +201,83 @@ def _exit_text(code: int | None) -> str:
 
 
 # -- process pool ----------------------------------------------------------------------------
-def _process_main(conn: Any, config: SearchConfig, device: str, threads: int, lock_dir: str | None) -> None:
-    """A pool worker: build the evaluator, then evaluate what the driver sends until told to stop."""
+def _process_main(conn: Any, config: SearchConfig, device: str, threads: int, lock_dir: str | None, slots: int = 1) -> None:
+    """A pool worker: build the evaluator, then evaluate what the driver sends, `slots` at a time
+    (in threads, each on a CUDA stream of its own), until told to stop."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     try:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # torch reads it when it loads (a table evaluator never loads it)
-        if "torch" in sys.modules or device.startswith("cuda"):
+        cuda = device.startswith("cuda")
+        if "torch" in sys.modules or cuda:
             import torch
 
             torch.set_num_threads(threads)
-            if device.startswith("cuda"):
+            if cuda:
                 torch.cuda.set_device(torch.device(device))  # a latency device of plain "cuda" is this one
         side = _WorkerSide(config, lock_dir)
     except BaseException as exc:
         conn.send(("fatal", _first_line(exc)))
         return
+    send_lock = threading.Lock()
+    local = threading.local()
+
+    def run(job: _Job) -> None:
+        try:
+            if cuda:  # a stream per thread: evaluations side by side overlap their kernels
+                if not hasattr(local, "stream"):
+                    local.stream = torch.cuda.Stream(torch.device(device))
+                with torch.cuda.stream(local.stream):
+                    packed = side.run(job)
+            else:
+                packed = side.run(job)
+        except Exception as exc:  # every job gets an answer, or the driver would wait for ever
+            packed = _pack(Evaluation("failed", {}, f"worker error: {_first_line(exc)}"))
+        try:
+            with send_lock:
+                conn.send(("done", job.cid, packed))
+        except (EOFError, OSError):  # the driver is gone
+            os._exit(0)
+
+    pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="nas-eval")
     while True:
         try:
             job = conn.recv()
-            if job is None:
-                return
-            conn.send(("done", job.cid, side.run(job)))
-        except (EOFError, OSError):  # the driver is gone
+        except (EOFError, OSError):  # the driver is gone: do not wait for evaluations nobody will read
+            os._exit(0)
+        if job is None:
+            pool.shutdown(wait=True)
             return
+        pool.submit(run, job)
+
+
+@dataclasses.dataclass
+class _Proc:
+    """One worker process, with `slots` evaluations at a time."""
+
+    index: int
+    device: str
+    slots: int
+    proc: Any = None
+    conn: Any = None
 
 
 @dataclasses.dataclass
 class _Slot:
-    index: int
-    device: str
-    proc: Any = None
-    conn: Any = None
+    """One evaluation at a time: a worker process, or one thread of a process shared by the
+    workers of a GPU."""
+
+    host: _Proc
+    thread: int
     job: _Job | None = None
 
     @property
     def name(self) -> str:
-        where = "" if self.device == "cpu" else f", {self.device}"
-        return f"process:{self.index} (pid {self.proc.pid}{where})"
+        where = "" if self.host.device == "cpu" else f", {self.host.device}"
+        thread = f"/{self.thread}" if self.host.slots > 1 else ""
+        return f"process:{self.host.index}{thread} (pid {self.host.proc.pid}{where})"
 
 
 def process_devices(device: str, workers: int) -> list[str]:
@@ -247,10 +291,30 @@ def process_devices(device: str, workers: int) -> list[str]:
     return [f"cuda:{i % n}" for i in range(workers)] if n else ["cpu"] * workers
 
 
+def process_layout(devices: list[str], share: str = "auto") -> list[tuple[str, int]]:
+    """(device, evaluation threads) of each worker process. Workers on one GPU share a process by
+    default (`share="auto"`): separate processes on one GPU take turns on it (time slicing),
+    while threads of one process, each on its own CUDA stream, run their kernels at the same time,
+    and the data is on the GPU once. `share="thread"` groups workers on any one device, the CPU
+    too; `share="process"` gives every worker a process of its own."""
+    if share not in ("auto", "thread", "process"):
+        raise UsageError(f"backend option share must be auto, thread or process, got {share!r}")
+    if share == "process":
+        return [(d, 1) for d in devices]
+    grouped: dict[str, int] = {}
+    alone: list[tuple[str, int]] = []
+    for d in devices:
+        if share == "thread" or d.startswith("cuda"):
+            grouped[d] = grouped.get(d, 0) + 1
+        else:
+            alone.append((d, 1))
+    return alone + list(grouped.items())
+
+
 class ProcessExecutor:
-    """Local worker processes (spawned), one evaluation each at a time, each with a pipe to the
-    driver. `wait` blocks on the pipes and on the processes' exit at once: a result is taken as
-    soon as it is there, and a worker that died is started again and given its candidate again."""
+    """Local worker processes (spawned), each with a pipe to the driver. `wait` blocks on the
+    pipes and on the processes' exit at once: a result is taken as soon as it is there, and a
+    worker that died is started again and given its candidates again."""
 
     def __init__(self, config: SearchConfig, *, on_placed: Placed | None = None, log: Callable[[str], None] | None = None) -> None:
         import multiprocessing as mp
@@ -265,29 +329,34 @@ class ProcessExecutor:
         self.capacity = config.workers
         self.max_retries = int(opts.get("max_retries", 3))
         self.lock_dir = str(opts["lock_dir"]) if opts.get("lock_dir") else None
-        self.threads = max(1, (os.cpu_count() or 1) // config.workers)
         self._on_placed = on_placed or (lambda cid, worker: None)
         self._log = log or (lambda text: None)
         self._deaths: dict[int, int] = {}  # candidate id -> workers it has seen die
-        self._slots = [_Slot(i, d) for i, d in enumerate(process_devices(config.device, config.workers))]
-        for slot in self._slots:
-            self._start(slot)
+        layout = process_layout(process_devices(config.device, config.workers), str(opts.get("share", "auto")))
+        self.threads = max(1, (os.cpu_count() or 1) // len(layout))
+        self._procs = [_Proc(i, d, n) for i, (d, n) in enumerate(layout)]
+        self._slots = [_Slot(p, t) for p in self._procs for t in range(p.slots)]
+        for host in self._procs:
+            self._start(host)
 
-    def _start(self, slot: _Slot) -> None:
+    def _start(self, host: _Proc) -> None:
         parent, child = self._ctx.Pipe()
-        slot.proc = self._ctx.Process(target=_process_main, args=(child, dataclasses.replace(self.config, device=slot.device), slot.device,
-                                                                   self.threads, self.lock_dir), name=f"nas-worker-{slot.index}", daemon=True)
-        slot.proc.start()
+        host.proc = self._ctx.Process(target=_process_main, args=(child, dataclasses.replace(self.config, device=host.device), host.device,
+                                                                   self.threads, self.lock_dir, host.slots), name=f"nas-worker-{host.index}", daemon=True)
+        host.proc.start()
         child.close()
-        slot.conn = parent
+        host.conn = parent
 
     def _idle(self) -> _Slot:
         return next(s for s in self._slots if s.job is None)
 
+    def _busy(self, host: _Proc) -> list[_Slot]:
+        return [s for s in self._slots if s.host is host and s.job is not None]
+
     def worker_name(self) -> str:
         slot = self._idle()
-        if not slot.proc.is_alive():  # died while idle (out of memory, killed): a fresh one takes the job
-            self._restart(slot)
+        if not slot.host.proc.is_alive() and not self._busy(slot.host):  # died while idle: a fresh one takes the job
+            self._restart(slot.host)
         return slot.name
 
     def submit(self, cid: int, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float]) -> None:
@@ -297,82 +366,88 @@ class ProcessExecutor:
 
     def _send(self, slot: _Slot) -> None:
         try:
-            slot.conn.send(slot.job)
+            slot.host.conn.send(slot.job)
         except OSError:
             pass  # the worker is dead: wait() sees it exit and hands the job to a new one
 
-    def _restart(self, slot: _Slot) -> None:
-        slot.proc.join(timeout=5)
-        slot.conn.close()
-        self._start(slot)
+    def _restart(self, host: _Proc) -> None:
+        host.proc.join(timeout=5)
+        host.conn.close()
+        self._start(host)
 
     def wait(self) -> list[tuple[int, Evaluation]]:
         from multiprocessing.connection import wait as wait_any
 
         done: list[tuple[int, Evaluation]] = []
         while not done:
-            busy = [s for s in self._slots if s.job is not None]
-            if not busy:
+            hosts = [h for h in self._procs if self._busy(h)]
+            if not hosts:
                 break
-            wait_any([s.conn for s in busy] + [s.proc.sentinel for s in busy])
-            for slot in busy:
-                msg = None
-                if slot.conn.poll():
+            wait_any([h.conn for h in hosts] + [h.proc.sentinel for h in hosts])
+            for host in hosts:
+                gone = False
+                while not gone and host.conn.poll():
                     try:
-                        msg = slot.conn.recv()
+                        msg = host.conn.recv()
                     except (EOFError, OSError):  # it died, perhaps in the middle of a message
-                        msg = None
-                if msg is not None and msg[0] == "fatal":
-                    raise NasError(f"worker {slot.name} could not start: {msg[1]}")
-                if msg is not None:
+                        gone = True
+                        break
+                    if msg[0] == "fatal":
+                        raise NasError(f"worker {self._busy(host)[0].name} could not start: {msg[1]}")
                     _, cid, packed = msg
-                    slot.job = None
+                    for slot in self._busy(host):
+                        if slot.job is not None and slot.job.cid == cid:
+                            slot.job = None
                     self._deaths.pop(cid, None)
                     done.append((cid, _unpack(packed)))
-                elif not slot.proc.is_alive():
-                    died = self._died(slot)
-                    if died is not None:
-                        done.append(died)
+                if self._busy(host) and not host.proc.is_alive():
+                    done.extend(self._died(host))
         return done
 
-    def _died(self, slot: _Slot) -> tuple[int, Evaluation] | None:
-        """Restart a worker that died; its candidate runs again, or fails after max_retries deaths."""
-        assert slot.job is not None
-        job, old, why = slot.job, slot.name, _exit_text(slot.proc.exitcode)
-        deaths = self._deaths[job.cid] = self._deaths.get(job.cid, 0) + 1
-        self._restart(slot)
-        if deaths > self.max_retries:
-            slot.job = None
-            self._deaths.pop(job.cid, None)
-            self._log(f"worker {old} died ({why}) evaluating #{job.cid}, {deaths} times in all: recorded as failed")
-            return job.cid, Evaluation("failed", {}, f"its worker died {deaths} times evaluating it (last: {why})")
-        self._log(f"worker {old} died ({why}) evaluating #{job.cid}; evaluating it again on {slot.name}")
-        self._send(slot)
-        self._on_placed(job.cid, slot.name)
-        return None
+    def _died(self, host: _Proc) -> list[tuple[int, Evaluation]]:
+        """Restart a worker process that died; its candidates run again, or fail after max_retries deaths."""
+        busy = self._busy(host)
+        old, why = busy[0].name, _exit_text(host.proc.exitcode)
+        self._restart(host)
+        failed: list[tuple[int, Evaluation]] = []
+        for slot in busy:
+            job = slot.job
+            assert job is not None
+            deaths = self._deaths[job.cid] = self._deaths.get(job.cid, 0) + 1
+            if deaths > self.max_retries:
+                slot.job = None
+                self._deaths.pop(job.cid, None)
+                self._log(f"worker {old} died ({why}) evaluating #{job.cid}, {deaths} times in all: recorded as failed")
+                failed.append((job.cid, Evaluation("failed", {}, f"its worker died {deaths} times evaluating it (last: {why})")))
+                continue
+            self._log(f"worker {old} died ({why}) evaluating #{job.cid}; evaluating it again on {slot.name}")
+            self._send(slot)
+            self._on_placed(job.cid, slot.name)
+        return failed
 
     def cancel_all(self) -> None:
+        for host in self._procs:
+            if self._busy(host):
+                host.proc.kill()
+                host.proc.join(timeout=5)
         for slot in self._slots:
-            if slot.job is not None:
-                slot.proc.kill()
-                slot.proc.join(timeout=5)
-                slot.job = None
+            slot.job = None
 
     def shutdown(self) -> None:
-        for slot in self._slots:
-            if slot.job is not None:
-                slot.proc.kill()
+        for host in self._procs:
+            if self._busy(host):
+                host.proc.kill()
             else:
                 try:
-                    slot.conn.send(None)
+                    host.conn.send(None)
                 except OSError:
                     pass
-        for slot in self._slots:
-            slot.proc.join(timeout=10)
-            if slot.proc.is_alive():
-                slot.proc.kill()
-                slot.proc.join(timeout=5)
-            slot.conn.close()
+        for host in self._procs:
+            host.proc.join(timeout=10)
+            if host.proc.is_alive():
+                host.proc.kill()
+                host.proc.join(timeout=5)
+            host.conn.close()
 
 
 # -- Ray -------------------------------------------------------------------------------------
@@ -570,6 +645,10 @@ def check_backend(config: Any) -> None:
         raise UsageError(f"backend option max_retries must be a whole number >= 0, got {opts['max_retries']!r}")
     if opts.get("workers_per_gpu") is not None and (not isinstance(opts["workers_per_gpu"], (int, float)) or opts["workers_per_gpu"] < 1):
         raise UsageError(f"backend option workers_per_gpu must be a number >= 1, got {opts['workers_per_gpu']!r}")
+    if "share" in opts:
+        if config.backend != "process":
+            raise UsageError("--share is for --backend process")
+        process_layout([], opts["share"])
     if opts.get("evaluator_factory"):
         _factory(opts["evaluator_factory"])
     if config.backend == "ray":

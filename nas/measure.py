@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .gate import GATE
+
 
 def count_params(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters."""
@@ -159,15 +161,120 @@ def use_device_locks(directory: str | os.PathLike[str] | None) -> None:
 
 @contextlib.contextmanager
 def device_access(device: str | torch.device, *, exclusive: bool) -> Iterator[None]:
-    """Hold `device`: exclusively to time latency, shared to train. Across processes only once
-    `use_device_locks` named a directory; exclusive use also takes the in-process `device_lock`."""
+    """Hold `device`: exclusively to time latency, shared to train.
+
+    In this process the gate (`nas.gate.GATE`) does it: training holds it shared and a
+    measurement alone, so threads that train side by side step aside while one of them times.
+    Across processes (once `use_device_locks` named a directory) the process holds the device's
+    lock file shared while any of its threads trains, and a measurement turns that hold
+    exclusive for its duration."""
     dev = torch.device(device)
-    with contextlib.ExitStack() as stack:
-        if exclusive:
-            stack.enter_context(device_lock(dev))
-        if _LOCK_DIR is not None:
-            stack.enter_context(_device_flock(_LOCK_DIR, _device_key(dev), exclusive))
+    if not exclusive:
+        with GATE.held(), _process_hold(dev):
+            yield
+        return
+    with GATE.exclusive(), device_lock(dev):
+        if _LOCK_DIR is None:
+            yield
+            return
+        hold = _HOLDS.get((_LOCK_DIR, _device_key(dev)))
+        if hold is not None and hold.count:
+            with hold.exclusive():
+                yield
+        else:
+            with _DeviceFlock(_LOCK_DIR, _device_key(dev)).exclusive():
+                yield
+
+
+class _DeviceFlock:
+    """One process's hold on a device's lock files: `<key>.lock`, held shared by trainers and
+    exclusively by a measurement, and `<key>.gate`, which a measurement takes first and new
+    trainers pass through, so that a waiting measurement keeps new trainers out (a reader-writer
+    lock that prefers the writer)."""
+
+    def __init__(self, directory: Path, key: str) -> None:
+        self.directory, self.key = directory, key
+        self.count = 0  # threads of this process training on the device
+        self.mutex = threading.Lock()
+        self._gate: Any = None
+        self._lock: Any = None
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._gate = open(self.directory / f"{self.key}.gate", "a")  # noqa: SIM115 (held across calls)
+        self._lock = open(self.directory / f"{self.key}.lock", "a")  # noqa: SIM115
+
+    def _close(self) -> None:
+        self._gate.close()
+        self._lock.close()
+        self._gate = self._lock = None
+
+    def enter_shared(self) -> None:
+        import fcntl
+
+        with self.mutex:
+            if self.count == 0:
+                self._open()
+                fcntl.flock(self._gate, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(self._lock, fcntl.LOCK_SH)
+                finally:
+                    fcntl.flock(self._gate, fcntl.LOCK_UN)
+            self.count += 1
+
+    def exit_shared(self) -> None:
+        import fcntl
+
+        with self.mutex:
+            self.count -= 1
+            if self.count == 0:
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+                self._close()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Time alone: with no trainers here, on fresh handles; else by turning this process's
+        shared hold exclusive (its trainers are held at the process gate meanwhile). The shared
+        hold is let go before waiting, so a measurement of another process that waits for it
+        can finish first."""
+        import fcntl
+
+        with self.mutex:
+            fresh = self.count == 0
+            if fresh:
+                self._open()
+            else:
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+            fcntl.flock(self._gate, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(self._lock, fcntl.LOCK_UN if fresh else fcntl.LOCK_SH)
+            finally:
+                fcntl.flock(self._gate, fcntl.LOCK_UN)
+                if fresh:
+                    self._close()
+
+
+_HOLDS: dict[tuple[Path, str], _DeviceFlock] = {}
+_HOLDS_MUTEX = threading.Lock()
+
+
+@contextlib.contextmanager
+def _process_hold(dev: torch.device) -> Iterator[None]:
+    if _LOCK_DIR is None:
         yield
+        return
+    key = (_LOCK_DIR, _device_key(dev))
+    with _HOLDS_MUTEX:
+        hold = _HOLDS.setdefault(key, _DeviceFlock(*key))
+    hold.enter_shared()
+    try:
+        yield
+    finally:
+        hold.exit_shared()
 
 
 def _device_key(dev: torch.device) -> str:
@@ -181,28 +288,6 @@ def _device_key(dev: torch.device) -> str:
         visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
         uuid = visible[index] if index < len(visible) else str(index)
     return "cuda-" + "".join(ch if ch.isalnum() or ch == "-" else "_" for ch in uuid)
-
-
-@contextlib.contextmanager
-def _device_flock(directory: Path, key: str, exclusive: bool) -> Iterator[None]:
-    import fcntl
-
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f"{key}.gate", "a") as gate, open(directory / f"{key}.lock", "a") as lock:
-        # a reader-writer lock that prefers the writer: a measurement waiting at the gate keeps
-        # new trainers out, so it gets the device once the trainers already on it are done
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        finally:
-            if not exclusive:
-                fcntl.flock(gate, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            if exclusive:
-                fcntl.flock(gate, fcntl.LOCK_UN)
 
 
 @torch.no_grad()
@@ -234,6 +319,8 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *, device: str
     x = torch.randn(batch_size, *input_shape, device=dev)
     times: list[float] = []
     with eval_mode(net), device_access(dev, exclusive=True), _threads(threads if dev.type == "cpu" else None):
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)  # what other threads queued before they stepped aside
         if dev.type == "cpu":
             begin = time.perf_counter()
             done = 0

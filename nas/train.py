@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .errors import UsageError
+from .gate import GATE
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adam", "adamw")
 SCHEDULES = ("fixed", "exponential", "cosine")
@@ -357,7 +358,9 @@ class _Step:
             self.opt.zero_grad(set_to_none=True)
             before = self.loss_sum.clone()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # alone in the process (see nas.gate), on a stream of its own, so that other threads'
+            # streams are not part of it
+            with GATE.exclusive(), torch.cuda.graph(graph, stream=torch.cuda.Stream(self.device), capture_error_mode="thread_local"):
                 self._body()
             self.loss_sum.copy_(before)  # capture records the step without running it
             self.graph = graph
@@ -402,7 +405,8 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable
     """
     device = data.device
     try:
-        return _fit(model, data, cfg, on_epoch)
+        with GATE.held():
+            return _fit(model, data, cfg, on_epoch)
     except TrainingFailed:
         release_memory(device)
         raise
@@ -449,6 +453,7 @@ def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callabl
         perm = torch.randperm(n, device=device, generator=shuffle)
         step.loss_sum.zero_()
         for i in range(steps):
+            GATE.yield_point()
             step(perm[i * batch:(i + 1) * batch])
         train_loss = float(step.loss_sum.item()) / steps  # the one host sync of the epoch
         if not math.isfinite(train_loss):

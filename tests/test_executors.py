@@ -114,6 +114,51 @@ def test_process_worker_killed_mid_search_is_replaced_and_its_candidate_evaluate
     assert any("died (killed by SIGKILL)" in s and "evaluating it again on process:" in s for s in said), said
 
 
+def test_workers_sharing_one_process_as_threads_train_real_networks(tmp_path: Path) -> None:
+    """`share=thread` (what `auto` does on a GPU): both workers are threads of one process; the
+    data is loaded once, latency is timed while the other thread steps aside (nas.gate)."""
+    result = search("mlp", data="digits", objectives="accuracy,latency", budget=6, run=tmp_path / "r", progress=False, workers=2,
+                    backend="process", device="cpu", max_epochs=2, strategy_options={"population": 4},
+                    backend_options={"lock_dir": str(tmp_path / "locks"), "share": "thread"})
+    cands = check_run(tmp_path / "r", 6)
+    done = [c for c in cands if c.source is None and c.state == "complete"]
+    assert len(done) == 6 and all(c.metrics["latency_ms"] > 0 for c in done)
+    workers = {c.worker for c in cands if c.source is None}
+    assert all(re.fullmatch(r"process:0/[01] \(pid \d+\)", w) for w in workers), workers
+    assert len({re.search(r"pid (\d+)", w).group(1) for w in workers}) == 1  # type: ignore[union-attr]
+    assert max(c.metrics["val_accuracy"] for c in done) > 0.6
+    assert all(c.test and "test_accuracy" in c.test for c in result.front)
+
+
+def test_a_killed_process_of_two_worker_threads_has_both_candidates_evaluated_again(tmp_path: Path) -> None:
+    log = tmp_path / "evals.log"
+    said: list[str] = []
+    config = SearchConfig(space=space_config(NB201), data="nb201:cifar10", objectives=["accuracy", "latency"], strategy="nsga2",
+                          strategy_options={"population": 8}, budget=30, seed=4, workers=2, backend="process",
+                          backend_options={"evaluator_factory": HELPER, "lock_dir": str(tmp_path / "locks"), "share": "thread",
+                                           "factory_options": {"log": str(log), "kill_after": 6, "delay": 0.05}})
+    session = start(config, tmp_path / "r", progress=False, log=said.append)
+    try:
+        assert session.run().stopped == "budget"
+    finally:
+        session.store.close()
+    check_run(tmp_path / "r", 30)
+    check_killed_candidate_ran_again(tmp_path / "r", log)
+    assert any("died (killed by SIGKILL)" in s and "evaluating it again on process:0/" in s for s in said), said
+
+
+def test_process_layout() -> None:
+    from nas.executors import process_layout
+
+    gpus = ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    assert process_layout(gpus) == [("cuda:0", 2), ("cuda:1", 2)]
+    assert process_layout(gpus, "process") == [(d, 1) for d in gpus]
+    assert process_layout(["cpu", "cpu"]) == [("cpu", 1), ("cpu", 1)]
+    assert process_layout(["cpu", "cpu"], "thread") == [("cpu", 2)]
+    with pytest.raises(UsageError, match="share must be auto, thread or process"):
+        process_layout(["cpu"], "fibers")
+
+
 def test_a_worker_that_cannot_build_its_evaluator_stops_the_search_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(NasError, match=r"worker process:\d \(pid \d+\) could not start: ValueError: no data here"):
         nb201_search(tmp_path / "r", "process", evaluator_factory="tests.executor_helpers:broken")
@@ -255,6 +300,8 @@ def _hold(order: list[str], what: str, exclusive: bool) -> None:
     ("process", {"adress": "auto"}, "unknown backend option(s) adress"),
     ("process", {"address": "auto"}, "--address is for --backend ray"),
     ("process", {"max_retries": -1}, "max_retries must be"),
+    ("process", {"share": "fibers"}, "share must be auto, thread or process"),
+    ("ray", {"share": "thread"}, "--share is for --backend process"),
     ("process", {"evaluator_factory": "tests.executor_helpers"}, "package.module:function"),
     ("process", {"evaluator_factory": "tests.no_such_module:make"}, "cannot be loaded"),
 ])

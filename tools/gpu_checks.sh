@@ -4,7 +4,7 @@
 # .whl/), take .whl along, and run from the repo root:
 #
 #   bash tools/gpu_checks.sh 1    # gpu-marked tests, CUDA latency (eager and graph), trainer_speed
-#   bash tools/gpu_checks.sh 2    # parallel_workers (1 vs 4 workers), a short `nas search` on cuda
+#   bash tools/gpu_checks.sh 2    # gpu tests, parallel_workers (1 vs 4 workers), a 4-worker `nas search`, NB201 speed
 #
 # Logs go to $OUT (or /tmp/gpu-checks) as well as to the terminal.
 set -u
@@ -35,6 +35,8 @@ if [ "$stage" = 1 ]; then
   step latency_graph 60 python3 benchmarks/latency_stability.py --device cuda --mode cuda_graph
   step trainer_speed 420 python3 benchmarks/trainer_speed.py
 else
-  step parallel 420 python3 benchmarks/parallel_workers.py --budget 32
-  step search_cuda 120 python3 -m nas search --space cnn --data mnist5k --budget 6 --epochs 3 --device cuda --run /tmp/run-cuda
+  step gpu_tests 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_train.py tests/test_measure.py
+  step parallel 300 python3 benchmarks/parallel_workers.py --budget 32
+  step search_cuda 120 python3 -m nas search --space nb201 --data mnist5k --budget 8 --epochs 2 --device cuda --workers 4 --backend process --run /tmp/run-cuda
+  step trainer_speed_nb201 150 python3 benchmarks/trainer_speed.py --only nb201 --epochs 1
 fi
