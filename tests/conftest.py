@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from nas.space import SearchSpace, load_space, shipped_spaces
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def python_env(**extra: str) -> dict[str, str]:
+    """The environment for a Python subprocess that imports `nas` from this checkout: the
+    repository root put in front of PYTHONPATH (not in place of it: packages may come from
+    there too), plus `extra`."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ device held exclusively, and the backend options' errors."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from conftest import python_env
 from nas.errors import NasError, UsageError
 from nas.search import SearchConfig, resume, search, space_config, start
 from nas.space import SearchSpace, load_space
@@ -26,7 +26,7 @@ from nas.store import RunStore
 ROOT = Path(__file__).resolve().parents[1]
 NB201 = load_space("nb201")
 HELPER = "tests.executor_helpers:make"
-WORKER = r"process:[01] \(pid \d+(, cuda:\d+)?\)"  # the device is named when it is a GPU
+WORKER = r"process:[01](/[01])? \(pid \d+(, cuda:\d+)?\)"  # the device is named when it is a GPU; /N: a thread of a GPU-sharing process
 
 
 @pytest.fixture(autouse=True)
@@ -146,7 +146,7 @@ def test_process_layout() -> None:
 
 
 def test_a_worker_that_cannot_build_its_evaluator_stops_the_search_with_the_reason(tmp_path: Path) -> None:
-    with pytest.raises(NasError, match=r"worker process:\d \(pid \d+\) could not start: ValueError: no data here"):
+    with pytest.raises(NasError, match=r"worker process:\d(/\d)? \(pid \d+(, cuda:\d+)?\) could not start: ValueError: no data here"):
         nb201_search(tmp_path / "r", "process", evaluator_factory="tests.executor_helpers:broken")
     with RunStore.open(tmp_path / "r") as store:
         assert {c.state for c in store.candidates()} == {"running"}  # evaluated again on resume
@@ -180,7 +180,7 @@ def test_parallel_run_killed_then_resumed_evaluates_what_was_in_flight(tmp_path:
         running = [c for c in store.candidates() if c.state == "running"]
     assert running and all(re.fullmatch(WORKER, c.worker) for c in running)
     status = subprocess.run([sys.executable, "-m", "nas.cli", "status", str(run)], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env=python_env())
     assert f"running    #{running[0].id} on {running[0].worker}" in status.stdout, status.stdout
     # the driver's workers do not outlive it
     pids = {int(re.search(r"pid (\d+)", c.worker).group(1)) for c in running}  # type: ignore[union-attr]
@@ -210,7 +210,7 @@ def _alive(pid: int) -> bool:
 
 def test_cli_search_with_process_workers(tmp_path: Path) -> None:
     run = tmp_path / "r"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = python_env()
     out = subprocess.run([sys.executable, "-m", "nas.cli", "search", "--data", "nb201:cifar10", "--budget", "20", "--workers", "2",
                           "--backend", "process", "--run", str(run), "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -238,7 +238,7 @@ def test_latency_waits_for_training_in_another_process(tmp_path: Path) -> None:
     from nas import measure
 
     trainer = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), "1.0"], stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+                               env=python_env())
     assert trainer.stdout is not None and trainer.stdout.readline().strip() == "holding"
     measure.use_device_locks(tmp_path)
     try:
@@ -311,7 +311,7 @@ def local_ray():
     home = tempfile.mkdtemp(prefix="nasray")  # short: Ray's socket paths must fit in 107 bytes
     with pytest.MonkeyPatch.context() as mp:
         for name, value in (("HOME", home), ("RAY_TMPDIR", home), ("RAY_AUTH_MODE", "disabled"),
-                            ("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))):
+                            ("PYTHONPATH", python_env()["PYTHONPATH"])):
             mp.setenv(name, value)
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=home)
         try:

@@ -4,7 +4,6 @@ and exact resume after an interruption or a kill -9."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import sqlite3
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import nas
+from conftest import python_env
 from nas.errors import UsageError
 from nas.evaluators import Evaluation
 from nas.search import SearchConfig, SearchInterrupted, resume, search, space_config, start
@@ -273,7 +273,7 @@ def test_bad_configs_are_usage_errors(tmp_path: Path) -> None:
 
 # -- the CLI ---------------------------------------------------------------------------------
 def cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = python_env()
     return subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 

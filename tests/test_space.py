@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
 import re
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import python_env
 from nas.nb201 import EDGES, NB201Table
 from nas.space import (
     Architecture,
@@ -222,7 +222,7 @@ def test_determinism_across_processes_and_hash_seeds(tmp_path: Path) -> None:
     namespace: dict = {"__name__": "summary"}
     exec(compile(CROSS_PROCESS, str(script), "exec"), namespace)
     here = json.loads(json.dumps(namespace["summary"](), sort_keys=True))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = python_env()
     for hashseed in ("0", "4242"):
         proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True,
                               env={**env, "PYTHONHASHSEED": hashseed}, timeout=120)

@@ -4,7 +4,6 @@ file, the field path and what was expected, never a traceback. Plus CLI smoke te
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import python_env
 from nas.cli import main
 from nas.space import SearchSpace, SpaceError, shipped_spaces
 
@@ -146,8 +146,7 @@ def one_torch_thread():
 
 
 def _env() -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    return python_env(OMP_NUM_THREADS="1")
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
