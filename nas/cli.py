@@ -20,6 +20,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _graph_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-cuda-graph", action="store_true",
+                   help="on CUDA, train eagerly instead of replaying each training step as a captured CUDA graph")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -182,7 +187,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     space = _load(args.space)
     evaluator = TrainingEvaluator(args.data, device=args.device, data_seed=args.data_seed, data_dir=args.data_dir, download=args.download, latency=args.latency,
-                                  max_epochs=args.epochs, patience=args.patience, time_limit=args.time_limit)
+                                  max_epochs=args.epochs, patience=args.patience, time_limit=args.time_limit,
+                                  **({"cuda_graph": False} if args.no_cuda_graph else {}))
     space = evaluator.fit_space(space)
     arch = read_arch(space, args.arch)
     ds = evaluator.dataset
@@ -291,7 +297,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             options[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             options[key.strip()] = value
-    train = {k: v for k, v in (("max_epochs", args.epochs), ("patience", args.patience), ("time_limit", args.time_limit)) if v is not None}
+    train = {k: v for k, v in (("max_epochs", args.epochs), ("patience", args.patience), ("time_limit", args.time_limit),
+                               ("cuda_graph", False if args.no_cuda_graph else None)) if v is not None}
     latency = {k: v for k, v in (("device", args.latency_device), ("mode", args.latency_mode), ("batch", args.latency_batch)) if v is not None}
     config = SearchConfig(
         space=space_config(space), data=args.data, data_seed=args.data_seed, data_dir=args.data_dir, download=args.download,
@@ -434,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, help="cap on the architecture's epochs")
     p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience in epochs (default 5)")
     p.add_argument("--time-limit", type=float, help="seconds of training at most")
+    _graph_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--latency", action="store_true", help="also measure batch-1 latency")
@@ -467,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, help="cap on each candidate's training epochs")
     p.add_argument("--patience", type=_positive_int, help="early-stopping patience (default 5)")
     p.add_argument("--time-limit", type=_duration, help="training time limit per candidate")
+    _graph_flag(p)
     p.add_argument("--latency-device", help="latency measured on: cpu (default) or cuda; for nb201:* a table column such as 1080ti_bs1_ms")
     p.add_argument("--latency-mode", choices=("eager", "cuda_graph"), help="on CUDA: eager (default) or cuda_graph latency")
     p.add_argument("--latency-batch", type=_positive_int, help="batch size of latency measurements (default 1)")

@@ -18,7 +18,8 @@ is timed with its device held exclusively across worker processes: see
     address            Ray: `auto` or HOST:PORT of a running cluster (default: a local Ray)
     workers_per_gpu    Ray: tasks sharing a GPU (default: workers / GPUs in the cluster, rounded up)
     share              process backend: `auto` (the default: workers on one GPU are threads of one
-                       process, each on its own CUDA stream; CPU workers are processes), `thread`
+                       process, each on its own CUDA stream, unless training runs eagerly, with
+                       cuda_graph off or compile on; CPU workers are processes), `thread`
                        (workers on one device are threads of one process, CPU too) or `process`
                        (a process per worker)
     max_retries        times a candidate is evaluated again after its worker died (default 3)
@@ -311,6 +312,16 @@ def process_layout(devices: list[str], share: str = "auto") -> list[tuple[str, i
     return alone + list(grouped.items())
 
 
+def share_mode(config: SearchConfig) -> str:
+    """The `share` option as it applies to this run: `auto` stays auto (threads on GPUs) when the
+    trainer replays CUDA graphs, and means processes when it trains eagerly, since eager steps
+    are launched from Python and threads would take turns on the interpreter lock."""
+    share = str(config.backend_options.get("share", "auto"))
+    if share == "auto" and (config.train.get("cuda_graph") is False or config.train.get("compile")):
+        return "process"
+    return share
+
+
 class ProcessExecutor:
     """Local worker processes (spawned), each with a pipe to the driver. `wait` blocks on the
     pipes and on the processes' exit at once: a result is taken as soon as it is there, and a
@@ -332,7 +343,7 @@ class ProcessExecutor:
         self._on_placed = on_placed or (lambda cid, worker: None)
         self._log = log or (lambda text: None)
         self._deaths: dict[int, int] = {}  # candidate id -> workers it has seen die
-        layout = process_layout(process_devices(config.device, config.workers), str(opts.get("share", "auto")))
+        layout = process_layout(process_devices(config.device, config.workers), share_mode(config))
         self.threads = max(1, (os.cpu_count() or 1) // len(layout))
         self._procs = [_Proc(i, d, n) for i, (d, n) in enumerate(layout)]
         self._slots = [_Slot(p, t) for p in self._procs for t in range(p.slots)]

@@ -145,6 +145,28 @@ def test_process_layout() -> None:
         process_layout(["cpu"], "fibers")
 
 
+@pytest.mark.parametrize("train, options, mode", [
+    ({}, {}, "auto"),
+    ({"cuda_graph": False}, {}, "process"),  # eager training: threads would queue on the GIL
+    ({"compile": True}, {}, "process"),
+    ({"cuda_graph": False}, {"share": "thread"}, "thread"),  # what the user says wins
+])
+def test_share_mode_follows_how_training_runs(train: dict, options: dict, mode: str) -> None:
+    from nas.executors import share_mode
+
+    config = SearchConfig(space=space_config(NB201), data="nb201:cifar10", workers=4, backend="process", train=train, backend_options=options)
+    assert share_mode(config) == mode
+
+
+def test_cli_no_cuda_graph_reaches_the_run_config(tmp_path: Path) -> None:
+    from nas import cli
+
+    assert cli.main(["search", "--space", "mlp", "--budget", "1", "--epochs", "1", "--no-cuda-graph", "--no-progress",
+                     "--run", str(tmp_path / "r")]) == 0
+    with RunStore.open(tmp_path / "r") as store:
+        assert store.meta("config")["train"]["cuda_graph"] is False
+
+
 def test_a_worker_that_cannot_build_its_evaluator_stops_the_search_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(NasError, match=r"worker process:\d(/\d)? \(pid \d+(, cuda:\d+)?\) could not start: ValueError: no data here"):
         nb201_search(tmp_path / "r", "process", evaluator_factory="tests.executor_helpers:broken")
