@@ -396,18 +396,16 @@ class ProcessExecutor:
                 break
             wait_any([h.conn for h in hosts] + [h.proc.sentinel for h in hosts])
             for host in hosts:
-                gone = False
-                while not gone and host.conn.poll():
+                while host.conn.poll():
                     try:
                         msg = host.conn.recv()
                     except (EOFError, OSError):  # it died, perhaps in the middle of a message
-                        gone = True
                         break
                     if msg[0] == "fatal":
                         raise NasError(f"worker {self._busy(host)[0].name} could not start: {msg[1]}")
                     _, cid, packed = msg
                     for slot in self._busy(host):
-                        if slot.job is not None and slot.job.cid == cid:
+                        if slot.job.cid == cid:  # type: ignore[union-attr]  (busy slots have a job)
                             slot.job = None
                     self._deaths.pop(cid, None)
                     done.append((cid, _unpack(packed)))
