@@ -12,7 +12,7 @@ state crosses a process boundary but trained weights on their way back (as bytes
 A worker that dies has its candidate evaluated again, up to `max_retries` times (then the
 candidate is recorded as failed with the reason); each candidate gets exactly one result. Latency
 is timed with its device held exclusively across worker processes: see
-`nas.measure.use_device_locks`.
+`nas.devices.use_device_locks`.
 
 `backend_options` (SearchConfig) take:
     address            Ray: `auto` or HOST:PORT of a running cluster (default: a local Ray)
@@ -47,7 +47,7 @@ from typing import Any, Callable, Mapping
 
 from .errors import NasError, UsageError
 from .evaluators import Evaluation
-from .search import SearchConfig, make_evaluator
+from .runs import SearchConfig, make_evaluator
 from .space import Architecture, SearchSpace
 
 OPTIONS = ("address", "workers_per_gpu", "share", "max_retries", "lock_dir", "evaluator_factory", "factory_options")
@@ -163,7 +163,7 @@ class _WorkerSide:
     config (so the dataset is loaded once), and the spaces it has been sent."""
 
     def __init__(self, config: SearchConfig, lock_dir: str | None) -> None:
-        from .measure import use_device_locks
+        from .devices import use_device_locks
 
         use_device_locks(lock_dir or default_lock_dir())
         spec = config.backend_options.get("evaluator_factory")

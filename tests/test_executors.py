@@ -244,7 +244,7 @@ def test_cli_search_with_process_workers(tmp_path: Path) -> None:
 # -- latency is timed alone on its device ------------------------------------------------------
 HOLD = """
 import sys, time
-from nas.measure import device_access, use_device_locks
+from nas.devices import device_access, use_device_locks
 use_device_locks(sys.argv[1])
 with device_access("cpu", exclusive=False):
     print("holding", flush=True)
@@ -257,29 +257,29 @@ def test_latency_waits_for_training_in_another_process(tmp_path: Path) -> None:
     """Training holds its device shared, a latency measurement exclusively, across processes."""
     import torch
 
-    from nas import measure
+    from nas import devices, measure
 
     trainer = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), "1.0"], stdout=subprocess.PIPE, text=True,
                                env=python_env())
     assert trainer.stdout is not None and trainer.stdout.readline().strip() == "holding"
-    measure.use_device_locks(tmp_path)
+    devices.use_device_locks(tmp_path)
     try:
         lat = measure.measure_latency(torch.nn.Linear(4, 2), (4,), runs=5, warmup=1)
         timed_at = time.time()
     finally:
-        measure.use_device_locks(None)
+        devices.use_device_locks(None)
     released = float(trainer.stdout.readline())
     trainer.wait(timeout=30)
     assert lat.median_ms > 0 and timed_at >= released
 
 
 def test_a_waiting_measurement_keeps_new_trainers_out(tmp_path: Path) -> None:
-    from nas import measure
+    from nas import devices
 
-    measure.use_device_locks(tmp_path)
+    devices.use_device_locks(tmp_path)
     order: list[str] = []
     try:
-        with measure.device_access("cpu", exclusive=False):
+        with devices.device_access("cpu", exclusive=False):
             timer = threading.Thread(target=lambda: _hold(order, "latency", exclusive=True))
             timer.start()
             time.sleep(0.3)  # the measurement now waits at the gate
@@ -290,14 +290,14 @@ def test_a_waiting_measurement_keeps_new_trainers_out(tmp_path: Path) -> None:
         timer.join(10)
         trainer.join(10)
     finally:
-        measure.use_device_locks(None)
+        devices.use_device_locks(None)
     assert order == ["latency", "training"]
 
 
 def _hold(order: list[str], what: str, exclusive: bool) -> None:
-    from nas import measure
+    from nas import devices
 
-    with measure.device_access("cpu", exclusive=exclusive):
+    with devices.device_access("cpu", exclusive=exclusive):
         order.append(what)
         time.sleep(0.1)
 

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 import nas
-from nas.measure import Latency, count_flops, count_params, device_lock, hardware_fingerprint, measure_latency
+from nas.devices import device_lock
+from nas.measure import Latency, count_flops, count_params, hardware_fingerprint, measure_latency
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
