@@ -28,7 +28,8 @@ _LAZY = {
     "evaluate": "nas.evaluators",
     "search": "nas.search",
     "resume": "nas.search",
-    "open_run": "nas.search",
+    "open_run": "nas.runs",
+    "Run": "nas.runs",
     "load_model": "nas.export",
     "load_architecture": "nas.export",
     "export": "nas.export",
@@ -36,7 +37,12 @@ _LAZY = {
 }
 
 
+_SUBMODULES = ("objectives", "runs", "report", "pareto", "store")  # modules, not the functions nas.search, nas.export
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:  # nas.objectives.Objective etc. after a bare `import nas`
+        return importlib.import_module(f"nas.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'nas' has no attribute {name!r}")
@@ -64,7 +70,9 @@ __all__ = [
     "export",
     "load_architecture",
     "load_model",
+    "objectives",
     "open_run",
+    "Run",
     "resume",
     "search",
     "TrainConfig",

@@ -331,9 +331,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from . import objectives as objmod
 
-    from .search import open_run
+    from .runs import Run
 
-    store, config, space, objectives = open_run(args.run)
+    opened = Run(args.run)
+    store, config, space, objectives = opened.store, opened.config, opened.space, opened.objectives
     with store:
         counts = store.counts()
         evaluated = counts["complete"] + counts["failed"] + counts["infeasible"] - counts["duplicates"]

@@ -115,7 +115,7 @@ def export(run: str | Path, out: str | Path, *, pick: str = "knee", max_params: 
            max_latency_ms: float | None = None, retrain: int | None = None, formats: tuple[str, ...] = (),
            device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Export one candidate of `run` into `out`; returns what was written and the candidate's scores."""
-    from .search import open_run
+    from .runs import Run
     from .tabular import parse_tabular
 
     for fmt in formats:
@@ -132,7 +132,8 @@ def export(run: str | Path, out: str | Path, *, pick: str = "knee", max_params: 
         except ImportError:
             raise UsageError("ONNX export needs the onnx package: pip install 'nas[onnx]'") from None
 
-    store, config, space, objectives = open_run(run)
+    opened = Run(run)
+    store, config, space, objectives = opened.store, opened.config, opened.space, opened.objectives
     with store:
         cand = _pick(store, objectives, pick, max_params, max_latency_ms)
         source_id = int(cand.source.split("#")[1]) if cand.source else cand.id

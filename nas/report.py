@@ -533,10 +533,11 @@ def write_report(run: str | Path, out: str | Path | None = None) -> dict[str, Pa
     """Write `pareto.png`, `progress.png` and `index.html` for `run` into `out` (default
     `<run>/report/`) and return their paths {"pareto", "progress", "html"}. Safe while a search
     is writing the run. RunError when `run` is not a run, UsageError when `out` cannot be written."""
-    from .search import open_run
+    from .runs import Run
 
     run = Path(run)
-    store, config, space, objectives = open_run(run)
+    opened = Run(run)
+    store, config, space, objectives = opened.store, opened.config, opened.space, opened.objectives
     with store:
         out = Path(out) if out is not None else run / "report"
         if out.exists() and not out.is_dir():

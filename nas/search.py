@@ -8,10 +8,9 @@ one start at once, so parallel executors need no generation barrier.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -20,87 +19,12 @@ from .errors import NasError, UsageError
 from .evaluators import Evaluation
 from .objectives import Objective
 from .space import Architecture, SearchSpace
+from .runs import KEEP_WEIGHTS, RUN_VERSION, Run, SearchConfig, make_evaluator, seed_for, space_config  # noqa: F401 (names kept importable here)
 from .store import Candidate, RunError, RunStore
 from .strategies import Result, Strategy, default_strategy, make_strategy
 
-RUN_VERSION = 1
-KEEP_WEIGHTS = ("all", "front", "none")
-
-
 class SearchInterrupted(NasError):
     """Ctrl-C: the run is saved; the message says how to resume."""
-
-
-@dataclass
-class SearchConfig:
-    """What the command said. Stored with the run; `nas resume` starts from it."""
-
-    space: dict[str, Any]  # {"raw": the space as a dict, "source": where it came from}
-    data: str = "digits"
-    data_seed: int = 0
-    data_dir: str | None = None  # where torchvision datasets live (default NAS_DATA_DIR or ~/.cache/nas/data)
-    download: bool = False  # fetch torchvision datasets that are not there yet
-    objectives: list[str] = field(default_factory=lambda: ["accuracy"])
-    constraints: dict[str, float] = field(default_factory=dict)
-    strategy: str = "auto"
-    strategy_options: dict[str, Any] = field(default_factory=dict)
-    budget: int | None = 50  # evaluations of distinct architectures
-    time_budget: float | None = None  # seconds of search, summed over sessions
-    seed: int = 0
-    device: str = "auto"
-    train: dict[str, Any] = field(default_factory=dict)  # run options for TrainConfig (max_epochs, patience, ...)
-    latency: dict[str, Any] = field(default_factory=dict)  # measure latency: device, batch, mode, threads (or NB201 column)
-    keep_weights: str = "all"
-    max_failures: int = 10  # stop after this many failed evaluations in a row
-    workers: int = 1
-    backend: str = "inline"
-    backend_options: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SearchConfig":
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def check(self) -> None:
-        if self.budget is None and self.time_budget is None:
-            raise UsageError("give a budget (evaluations) or a time budget (seconds), or both")
-        if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 1):
-            raise UsageError(f"budget must be a positive number of evaluations, got {self.budget!r}")
-        if self.time_budget is not None and self.time_budget <= 0:
-            raise UsageError(f"time budget must be positive seconds, got {self.time_budget!r}")
-        if self.keep_weights not in KEEP_WEIGHTS:
-            raise UsageError(f"keep_weights must be one of {', '.join(KEEP_WEIGHTS)}, got {self.keep_weights!r}")
-        if not isinstance(self.max_failures, int) or self.max_failures < 1:
-            raise UsageError(f"max_failures must be a positive integer, got {self.max_failures!r}")
-        if not isinstance(self.workers, int) or self.workers < 1:
-            raise UsageError(f"workers must be a positive integer, got {self.workers!r}")
-
-
-def seed_for(run_seed: int, key: str) -> int:
-    """The training seed of an architecture: fixed by the run seed and the architecture's key, so a
-    candidate gets the same seed whenever and wherever it is evaluated (exact resume, parallel)."""
-    return int(hashlib.sha256(f"{run_seed}:{key}".encode()).hexdigest()[:8], 16)
-
-
-def make_evaluator(config: SearchConfig) -> Any:
-    """The evaluator a config asks for: NB201 tables for `nb201:*`, else training on the data."""
-    from .tabular import TabularEvaluator, parse_tabular
-
-    dataset = parse_tabular(config.data)
-    if dataset is not None:
-        return TabularEvaluator(dataset, latency_device=config.latency.get("device") or "1080ti_bs1_ms")
-    from .evaluators import TrainingEvaluator
-
-    lat = config.latency
-    return TrainingEvaluator(
-        config.data, device=config.device, data_seed=config.data_seed, data_dir=config.data_dir, download=config.download,
-        latency=bool(lat) or "latency" in config.objectives or "max_latency_ms" in config.constraints,
-        latency_device=lat.get("device", "cpu"), latency_batch=lat.get("batch", 1), latency_mode=lat.get("mode", "eager"),
-        latency_threads=lat.get("threads", 1), keep_weights=config.keep_weights != "none", **config.train,
-    )
 
 
 @dataclass
@@ -374,37 +298,16 @@ class Search:
 
 # -- public API -----------------------------------------------------------------------------
 def open_run(run: str | Path) -> tuple[RunStore, SearchConfig, SearchSpace, list[Objective]]:
-    """A run opened read-only (also while a search writes it): store, config, the space as the
-    run used it (for the data's input shape) and its built-in objectives."""
-    store = RunStore.open(run)
-    try:
-        config = SearchConfig.from_dict(store.meta("config"))
-        space = SearchSpace.from_dict(config.space["raw"], config.space.get("source", "<run>"))
-        shape, classes = store.meta("input_shape"), store.meta("classes")
-        if shape and (tuple(shape) != space.input_shape or classes != space.classes):
-            space = space.with_input(shape, classes)
-        names = [o for o in config.objectives if o in objmod.BUILTIN]
-        objectives = objmod.parse_objectives(names or ["accuracy"])
-    except BaseException:
-        store.close()
-        raise
-    return store, config, space, objectives
+    """The older form of `nas.open_run`: (store, config, space, objectives) of a run opened
+    read-only; closing the store closes the run. New code uses `nas.runs.Run`."""
+    opened = Run(run)
+    return opened.store, opened.config, opened.space, opened.objectives
 
 
 def default_run_dir(space_name: str, data: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"{space_name}-{data}")
     return Path("runs") / f"{safe}-{stamp}"
-
-
-def space_config(space: SearchSpace) -> dict[str, Any]:
-    import json
-
-    try:
-        raw = json.loads(json.dumps(space.raw))
-    except (TypeError, ValueError):
-        raise UsageError("the space must be made of plain values (numbers, strings, lists, dicts) to be saved with the run") from None
-    return {"raw": raw, "source": space.source}
 
 
 def start(config: SearchConfig, run: str | Path | None = None, *, objectives: Sequence[Objective] | None = None,
