@@ -67,9 +67,25 @@ def register(name: str) -> Callable[[Callable[[SearchConfig, Any], Any]], Callab
     return deco
 
 
-def safe_evaluate(evaluator: Any, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float]) -> Evaluation:
-    """An evaluation that never raises (but for Ctrl-C): a crash of the evaluator is a failed candidate."""
+def takes_epochs(evaluator: Any) -> bool:
+    """Whether `evaluator.evaluate` takes an `on_epoch` callback (the trainer does; a user's own
+    evaluator may not)."""
+    import inspect
+
     try:
+        params = inspect.signature(evaluator.evaluate).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return "on_epoch" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def safe_evaluate(evaluator: Any, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float],
+                  on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Evaluation:
+    """An evaluation that never raises (but for Ctrl-C): a crash of the evaluator is a failed candidate.
+    `on_epoch` (given only to evaluators that take it) hears each finished epoch."""
+    try:
+        if on_epoch is not None:
+            return evaluator.evaluate(space, arch, seed=seed, constraints=constraints, on_epoch=on_epoch)
         return evaluator.evaluate(space, arch, seed=seed, constraints=constraints)
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -84,15 +100,18 @@ class InlineExecutor:
 
     capacity = 1
 
-    def __init__(self, evaluator: Any) -> None:
+    def __init__(self, evaluator: Any, on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> None:
         self.evaluator = evaluator
         self._done: list[tuple[int, Evaluation]] = []
+        self._on_epoch = on_epoch if on_epoch is not None and takes_epochs(evaluator) else None
 
     def worker_name(self) -> str:
         return "inline"
 
     def submit(self, cid: int, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float]) -> None:
-        self._done.append((cid, safe_evaluate(self.evaluator, space, arch, seed, constraints)))
+        tell = self._on_epoch
+        hear = (lambda record: tell(cid, record)) if tell is not None else None
+        self._done.append((cid, safe_evaluate(self.evaluator, space, arch, seed, constraints, hear)))
 
     def wait(self) -> list[tuple[int, Evaluation]]:
         done, self._done = self._done, []
@@ -169,13 +188,14 @@ class _WorkerSide:
         spec = config.backend_options.get("evaluator_factory")
         self.evaluator = _factory(spec)(config) if spec else make_evaluator(config)
         self.spaces: dict[str, SearchSpace] = {}
+        self.epochs = takes_epochs(self.evaluator)
 
-    def run(self, job: _Job) -> tuple[Any, ...]:
+    def run(self, job: _Job, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> tuple[Any, ...]:
         fingerprint, raw, source = job.space
         space = self.spaces.get(fingerprint)
         if space is None:
             space = self.spaces[fingerprint] = SearchSpace.from_dict(raw, source)
-        ev = safe_evaluate(self.evaluator, space, space.make(job.arch), job.seed, job.constraints)
+        ev = safe_evaluate(self.evaluator, space, space.make(job.arch), job.seed, job.constraints, on_epoch if self.epochs else None)
         return _pack(ev)
 
 
@@ -226,14 +246,21 @@ def _process_main(conn: Any, config: SearchConfig, device: str, threads: int, lo
     local = threading.local()
 
     def run(job: _Job) -> None:
+        def epoch(record: dict[str, Any]) -> None:  # each finished epoch goes to the driver, which records it
+            try:
+                with send_lock:
+                    conn.send(("epoch", job.cid, record))
+            except (EOFError, OSError):
+                os._exit(0)
+
         try:
             if cuda:  # a stream per thread: evaluations side by side overlap their kernels
                 if not hasattr(local, "stream"):
                     local.stream = torch.cuda.Stream(torch.device(device))
                 with torch.cuda.stream(local.stream):
-                    packed = side.run(job)
+                    packed = side.run(job, epoch)
             else:
-                packed = side.run(job)
+                packed = side.run(job, epoch)
         except Exception as exc:  # every job gets an answer, or the driver would wait for ever
             packed = _pack(Evaluation("failed", {}, f"worker error: {_first_line(exc)}"))
         try:
@@ -327,7 +354,8 @@ class ProcessExecutor:
     pipes and on the processes' exit at once: a result is taken as soon as it is there, and a
     worker that died is started again and given its candidates again."""
 
-    def __init__(self, config: SearchConfig, *, on_placed: Placed | None = None, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: SearchConfig, *, on_placed: Placed | None = None, log: Callable[[str], None] | None = None,
+                 on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> None:
         import multiprocessing as mp
 
         from .train import resolve_device
@@ -342,6 +370,7 @@ class ProcessExecutor:
         self.lock_dir = str(opts["lock_dir"]) if opts.get("lock_dir") else None
         self._on_placed = on_placed or (lambda cid, worker: None)
         self._log = log or (lambda text: None)
+        self._on_epoch = on_epoch or (lambda cid, record: None)
         self._deaths: dict[int, int] = {}  # candidate id -> workers it has seen die
         layout = process_layout(process_devices(config.device, config.workers), share_mode(config))
         self.threads = max(1, (os.cpu_count() or 1) // len(layout))
@@ -403,6 +432,10 @@ class ProcessExecutor:
                         break
                     if msg[0] == "fatal":
                         raise NasError(f"worker {self._busy(host)[0].name} could not start: {msg[1]}")
+                    if msg[0] == "epoch":
+                        if any(s.job is not None and s.job.cid == msg[1] for s in self._busy(host)):
+                            self._on_epoch(msg[1], msg[2])
+                        continue
                     _, cid, packed = msg
                     for slot in self._busy(host):
                         if slot.job.cid == cid:  # type: ignore[union-attr]  (busy slots have a job)
@@ -479,6 +512,7 @@ def _ray_evaluate(config: SearchConfig, lock_dir: str | None, job: _Job, tracker
     gpus = ray.get_gpu_ids()
     name = f"ray:{ray.util.get_node_ip_address()}:{os.getpid()}" + (f" (gpu {','.join(map(str, gpus))})" if gpus else "")
     tracker.put.remote(job.cid, name)
+    epoch = lambda record: tracker.epoch.remote(job.cid, record)  # noqa: E731 (the driver records it)
     key = (config, lock_dir)
     if _RAY_SIDE is None or _RAY_SIDE[0] != key:  # (Ray sets OMP_NUM_THREADS to the task's CPUs)
         _RAY_SIDE = None  # let the old evaluator (and its data) go before loading again
@@ -486,7 +520,7 @@ def _ray_evaluate(config: SearchConfig, lock_dir: str | None, job: _Job, tracker
             _RAY_SIDE = key, _WorkerSide(config, lock_dir)
         except Exception as exc:
             return name, ("fatal", _first_line(exc))
-    return name, _RAY_SIDE[1].run(job)
+    return name, _RAY_SIDE[1].run(job, epoch)
 
 
 class _Placements:
@@ -494,13 +528,18 @@ class _Placements:
 
     def __init__(self) -> None:
         self.new: list[tuple[int, str]] = []
+        self.epochs: list[tuple[int, dict[str, Any]]] = []
 
     def put(self, cid: int, worker: str) -> None:
         self.new.append((cid, worker))
 
-    def take(self) -> list[tuple[int, str]]:
+    def epoch(self, cid: int, record: dict[str, Any]) -> None:
+        self.epochs.append((cid, record))
+
+    def take(self) -> tuple[list[tuple[int, str]], list[tuple[int, dict[str, Any]]]]:
         out, self.new = self.new, []
-        return out
+        epochs, self.epochs = self.epochs, []
+        return out, epochs
 
 
 class RayExecutor:
@@ -508,8 +547,10 @@ class RayExecutor:
     when the cluster has GPUs, one CPU otherwise. Ray retries a task whose worker or node died
     (`max_retries`); a Ray worker process keeps its evaluator between tasks."""
 
-    def __init__(self, config: SearchConfig, *, on_placed: Placed | None = None, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: SearchConfig, *, on_placed: Placed | None = None, log: Callable[[str], None] | None = None,
+                 on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> None:
         ray = self._ray = import_ray()
+        self._on_epoch = on_epoch or (lambda cid, record: None)
         opts = config.backend_options
         self._own = False
         if not ray.is_initialized():
@@ -562,7 +603,11 @@ class RayExecutor:
         self._refs[ref] = cid
 
     def _placements(self) -> None:
-        for cid, worker in self._ray.get(self._tracker.take.remote()):
+        placed, epochs = self._ray.get(self._tracker.take.remote())
+        for cid, record in epochs:
+            if cid in self._refs.values():
+                self._on_epoch(cid, record)
+        for cid, worker in placed:
             if cid not in self._refs.values():
                 continue
             old = self._where.get(cid)
@@ -616,17 +661,17 @@ class RayExecutor:
 # -- choosing one ----------------------------------------------------------------------------
 @register("inline")
 def _inline(config: SearchConfig, search: Any) -> InlineExecutor:
-    return InlineExecutor(search.evaluator)
+    return InlineExecutor(search.evaluator, on_epoch=getattr(search, "record_epoch", None))
 
 
 @register("process")
 def _process(config: SearchConfig, search: Any) -> ProcessExecutor:
-    return ProcessExecutor(config, on_placed=search.store.set_worker, log=search.log)
+    return ProcessExecutor(config, on_placed=search.store.set_worker, log=search.log, on_epoch=getattr(search, "record_epoch", None))
 
 
 @register("ray")
 def _ray(config: SearchConfig, search: Any) -> RayExecutor:
-    return RayExecutor(config, on_placed=search.store.set_worker, log=search.log)
+    return RayExecutor(config, on_placed=search.store.set_worker, log=search.log, on_epoch=getattr(search, "record_epoch", None))
 
 
 def default_workers(backend: str) -> int:

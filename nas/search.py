@@ -66,6 +66,7 @@ class Search:
         self.progress = progress
         self.log = log or print
         self._bar: Any = None
+        self._epochs_heard: dict[int, int] = {}  # candidate id -> last epoch heard while it ran
         # in-memory views of the store, kept in step with it by _record (the per-candidate path
         # reads no rows back): first evaluation of each key, distinct evaluations, the front
         self._first: dict[str, Candidate] = {}
@@ -133,6 +134,8 @@ class Search:
         self.strategy.tell(result)
         state = ev.status if ev.status in ("complete", "failed", "infeasible") else "failed"
         keep = self.config.keep_weights != "none" and ev.state is not None and source is None
+        if ev.history and self._epochs_heard.pop(cand.id, 0) != len(ev.history):  # the curve, where its epochs were not all heard
+            self.store.set_curve(cand.id, ev.history)
         self.store.finish(cand.id, state, metrics=ev.metrics, objectives=values, violation=violation, error=ev.error,
                           source=source, weights=ev.state if keep else None, states={"strategy": self.strategy.state_dict()})
         cand.state, cand.metrics, cand.error, cand.source, cand.violation = state, dict(ev.metrics), ev.error, source, violation
@@ -140,6 +143,14 @@ class Search:
         if source is None:
             self._first.setdefault(cand.key, cand)
         self._update_front(cand)
+
+    def record_epoch(self, cid: int, record: Mapping[str, Any]) -> None:
+        """An epoch a candidate finished (heard from the executor): kept in the store for readers
+        (learning curves, the running candidate's epoch) and shown on the progress bar."""
+        self.store.record_epoch(cid, record)
+        self._epochs_heard[cid] = int(record.get("epoch", 0))
+        if self._bar is not None:
+            self._bar.set_description(f"search (#{cid} epoch {record.get('epoch')})", refresh=True)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> SearchResult:

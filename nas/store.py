@@ -374,3 +374,63 @@ class RunStore:
                 file.unlink(missing_ok=True)
                 gone += 1
         return gone
+
+    # -- learning curves (nas.dashboard / nas trials helper) ------------------------------------
+    # One row per candidate and epoch, written by the driver as epochs finish (also for epochs a
+    # worker process or Ray task reports), so a reader sees a running candidate's epoch and every
+    # candidate's curve. The table is created on first write: runs from before it read as empty.
+    _CURVES = ("CREATE TABLE IF NOT EXISTS curves (cid INTEGER NOT NULL, epoch INTEGER NOT NULL, train_loss REAL, val_loss REAL,"
+               " val_accuracy REAL, rung INTEGER, seconds REAL, extra TEXT, PRIMARY KEY (cid, epoch)) WITHOUT ROWID")
+    _CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "rung", "seconds")
+
+    def _curve_row(self, cid: int, record: Mapping[str, Any]) -> tuple[Any, ...]:
+        extra = {k: v for k, v in record.items() if k not in self._CURVE_COLUMNS}
+        return (cid, int(record["epoch"]), record.get("train_loss"), record.get("val_loss"), record.get("val_accuracy"),
+                record.get("rung"), record.get("seconds"), _dumps(extra) if extra else None)
+
+    def record_epoch(self, cid: int, record: Mapping[str, Any]) -> None:
+        """One finished epoch of a candidate being evaluated. An epoch at or below ones already
+        kept (the candidate is evaluated again after a crash) replaces them and what came after."""
+        with self.conn:
+            self.conn.execute(self._CURVES)
+            self.conn.execute("DELETE FROM curves WHERE cid=? AND epoch>=?", (cid, int(record["epoch"])))
+            self.conn.execute("INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._curve_row(cid, record))
+
+    def set_curve(self, cid: int, history: Iterable[Mapping[str, Any]]) -> None:
+        """A candidate's whole learning curve (its evaluation's history), replacing what was kept."""
+        rows = [self._curve_row(cid, r) for r in history if "epoch" in r]
+        with self.conn:
+            self.conn.execute(self._CURVES)
+            self.conn.execute("DELETE FROM curves WHERE cid=?", (cid,))
+            self.conn.executemany("INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def curve(self, cid: int) -> list[dict[str, Any]]:
+        """A candidate's epochs in order: epoch, train_loss, val_loss, val_accuracy, rung, seconds
+        (and any other numbers its evaluator reported)."""
+        try:
+            rows = self.conn.execute("SELECT * FROM curves WHERE cid=? ORDER BY epoch", (cid,)).fetchall()
+        except sqlite3.OperationalError:  # a run from before curves were kept
+            return []
+        out = []
+        for row in rows:
+            rec = {k: row[k] for k in self._CURVE_COLUMNS if row[k] is not None}
+            if row["extra"]:
+                rec.update(json.loads(row["extra"]))
+            out.append(rec)
+        return out
+
+    def current_epochs(self) -> dict[int, int]:
+        """The last epoch kept for each running candidate: {candidate id: epoch}."""
+        try:
+            rows = self.conn.execute("SELECT c.id, MAX(k.epoch) FROM candidates c JOIN curves k ON k.cid = c.id"
+                                     " WHERE c.state='running' GROUP BY c.id").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+        return {int(cid): int(epoch) for cid, epoch in rows}
+
+    def epochs_kept(self) -> dict[int, int]:
+        """How many epochs are kept for each candidate that has a curve."""
+        try:
+            return {int(c): int(n) for c, n in self.conn.execute("SELECT cid, COUNT(*) FROM curves GROUP BY cid")}
+        except sqlite3.OperationalError:
+            return {}
