@@ -363,3 +363,59 @@ def test_knee_fallbacks():
     assert knee_point(np.array([[2.0, 2.0], [1.0, 1.0]])) == 1
     with pytest.raises(ValueError):
         knee_point(np.zeros((0, 2)))
+
+
+# ---------------------------------------------------------------------------
+# sort-based pareto_mask and the peeling sort (no n x n matrix)
+# ---------------------------------------------------------------------------
+
+
+def _brute_mask(F, violation=None):
+    n = F.shape[0]
+    v = np.zeros(n) if violation is None else np.asarray(violation, dtype=float)
+    return np.array([not any(_naive_constrained_dominates(F[j], F[i], v[j], v[i]) for j in range(n)) for i in range(n)], dtype=bool)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_pareto_mask_matches_brute_force_with_ties(m):
+    rng = np.random.default_rng(m)
+    for _ in range(150):
+        n = int(rng.integers(1, 40))
+        F = rng.integers(0, 5, size=(n, m)).astype(float)  # many ties and duplicates
+        assert np.array_equal(pareto_mask(F), _brute_mask(F)), F
+        v = np.where(rng.random(n) < 0.4, rng.integers(1, 4, size=n), 0).astype(float)
+        assert np.array_equal(pareto_mask(F, v), _brute_mask(F, v)), (F, v)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_pareto_mask_100k_points_small_memory(m):
+    import time
+    import tracemalloc
+
+    rng = np.random.default_rng(7)
+    F = np.round(rng.random((100_000, m)), 3)  # rounding makes ties
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    mask = pareto_mask(F)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # an n x n matrix would be 10 GB; O(n*m) is a few MB
+    assert peak < 64e6, f"peak {peak / 1e6:.0f} MB"
+    assert seconds < 10, f"{seconds:.1f} s"
+    # brute force on a sample: front members and non-members, each against all 100,000 rows
+    sample = np.concatenate((np.flatnonzero(mask)[:100], rng.choice(F.shape[0], 200, replace=False)))
+    for i in sample:
+        dominated = bool(np.any(np.all(F <= F[i], axis=1) & np.any(F < F[i], axis=1)))
+        assert mask[i] == (not dominated)
+
+
+def test_nondominated_sort_large_n_peels_like_the_matrix(monkeypatch):
+    import nas.pareto as pareto
+
+    rng = np.random.default_rng(11)
+    F = rng.integers(0, 8, size=(300, 3)).astype(float)
+    v = np.where(rng.random(300) < 0.3, rng.integers(1, 5, size=300), 0).astype(float)
+    expected = [[f.tolist() for f in nondominated_sort(F)], [f.tolist() for f in nondominated_sort(F, v)]]
+    monkeypatch.setattr(pareto, "_MATRIX_ROWS", 10)
+    assert [[f.tolist() for f in pareto.nondominated_sort(F)], [f.tolist() for f in pareto.nondominated_sort(F, v)]] == expected
