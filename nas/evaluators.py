@@ -115,8 +115,11 @@ class TrainingEvaluator:
             arch = target.make(dict(arch))
         if arch.error is not None:
             raise InvalidArchitecture(arch.error, source=target.source)
-        with _BUILD_LOCK:  # the global RNG: threads that build side by side must not interleave
-            torch.manual_seed(seed)
+        # initialisation draws from the process-wide RNG: one build at a time seeds it, and the
+        # state is put back after, so no other thread's draws land in between (training draws
+        # from the candidate's own generators, nas.train) and a caller's own stream is untouched
+        with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)  # the CPU's: networks are built on the CPU
             model = build_model(target, arch)
         return model, target.resolve(arch).train, target, arch
 
@@ -170,10 +173,10 @@ class TrainingEvaluator:
 
     def test(self, space: SearchSpace, arch: Architecture, state: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """Test-split loss and accuracy of trained weights (only for the final front)."""
-        from .train import TrainConfig, evaluate
+        from .train import TrainConfig, evaluate, unwrap_state
 
         model, train, _, _ = self.build(space, arch)
-        model.load_state_dict(dict(state))
+        model.load_state_dict(unwrap_state(state))
         with GATE.held():
             model.to(self.device)
             loss, acc = evaluate(model, self.data, "test", TrainConfig.for_arch(train, device=str(self.device), **self.train_options))

@@ -160,7 +160,8 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *, device: str
     # a CPU that alone moved the median of one network by 20% between copies
     param = next(model.parameters(), None)
     net = model if param is None or param.device == dev else copy.deepcopy(model).to(dev)
-    x = torch.randn(batch_size, *input_shape, device=dev)
+    # a generator of its own: the process-wide RNG belongs to the threads that build networks
+    x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0)).to(dev)
     times: list[float] = []
     with eval_mode(net), device_access(dev, exclusive=True), _threads(threads if dev.type == "cpu" else None):
         if dev.type == "cuda":

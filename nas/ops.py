@@ -69,10 +69,13 @@ CELL_OP_NAMES = ("none", *CELL_OPS)
 
 
 class Cell(nn.Module):
-    """A cell DAG: node i = sum over j < i of op(i<-j)(node j); the output is the last node.
+    """A cell DAG: node i = sum over its edges (i, j, op) of op(node j); the output is the last node.
 
-    Ops on every edge are built and run, also those that cannot reach the output, as
-    NAS-Bench-201 does (its parameter and FLOP counts include them).
+    Builds one module for every edge the spec lists (`none` edges excepted), in the spec's
+    order; two edges may join the same nodes (two modules summed). `SearchSpace.resolve`
+    lists only the cell's minimal form (no edge that cannot reach the output, no node that is
+    another's tensor), so the modules built are exactly those that change the output. A node
+    with no edge into it is zero.
     """
 
     def __init__(self, channels: int, nodes: int, edges: list[list[Any]]) -> None:
@@ -83,7 +86,11 @@ class Cell(nn.Module):
         for to, frm, op in edges:
             if op == "none":
                 continue
-            name = f"{to}_{frm}"
+            if not 0 <= frm < to < nodes:
+                raise ValueError(f"cell edge {to}<-{frm} must go from an earlier to a later node of {nodes}")
+            name, k = f"{to}_{frm}", 1
+            while name in self.ops:  # a parallel edge between the same nodes
+                name, k = f"{to}_{frm}_{k}", k + 1
             self.ops[name] = CELL_OPS[op](channels)
             self.inputs[to].append((frm, name))
 
@@ -224,8 +231,9 @@ class Network(nn.Module):
     """The network a resolved spec describes: body layers, then the head (pool, dropout, linear).
 
     `spec` is plain JSON (see `SearchSpace.resolve`), so `Network(json.load(f))` rebuilds it.
-    Inputs are reshaped to the spec's input shape, so flat vectors and images of the same size
-    are both accepted.
+    Inputs of the spec's input shape are taken as they are; flat inputs (N, D) with the right
+    number of features are reshaped to it. Anything else (an image in another layout, say
+    channel-last) is refused rather than reinterpreted.
     """
 
     def __init__(self, spec: Spec) -> None:
@@ -255,5 +263,8 @@ class Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.input_shape:
+            if x.dim() != 2 or x.shape[1] != math.prod(self.input_shape):
+                raise ValueError(f"the network takes inputs of shape (N, {', '.join(map(str, self.input_shape))}) "
+                                 f"or flat (N, {math.prod(self.input_shape)}), got {tuple(x.shape)}")
             x = x.reshape(x.shape[0], *self.input_shape)
         return self.head(self.body(x))

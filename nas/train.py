@@ -13,12 +13,13 @@ Failures are results: out-of-memory, a non-finite loss and build errors come bac
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -59,6 +60,9 @@ class TrainConfig:
     batch_size: int = 128
     epochs: int = 20  # maximum epochs
     label_smoothing: float = 0.0
+    # knowledge distillation (used when `fit` is given a teacher): Hinton et al. 2015
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.9  # weight of the teacher term; 1 - alpha weighs the labels
     # -- run options --
     max_epochs: int | None = None  # cap on `epochs` for the whole run (a search budget knob)
     patience: int | None = 5  # early stopping: epochs without improvement; None = off
@@ -94,6 +98,9 @@ class TrainConfig:
             raise UsageError(f"momentum must be in [0, 1), got {self.momentum}")
         if not 0.0 < self.gamma <= 1.0:
             raise UsageError(f"gamma must be in (0, 1], got {self.gamma}")
+        check.positive("distill_temperature", self.distill_temperature)
+        if not isinstance(self.distill_alpha, (int, float)) or not 0.0 <= self.distill_alpha <= 1.0:
+            raise UsageError(f"distill_alpha must be in [0, 1], got {self.distill_alpha!r}")
 
     @classmethod
     def for_arch(cls, train: Mapping[str, Any] | None = None, **options: Any) -> "TrainConfig":
@@ -304,6 +311,48 @@ def release_memory(device: torch.device | None = None) -> None:
         torch.cuda.empty_cache()
 
 
+def _stream_seed(seed: int, stream: int) -> int:
+    """A seed for one of a candidate's random streams (0 shuffling, 1 dropout), from its seed."""
+    return (int(seed) * 1_000_003 + stream) % (2**63)
+
+
+def unwrap_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A state dict with the prefix `torch.compile`'s wrapper adds (`_orig_mod.`) taken off, so
+    weights kept from a compiled network load into the plain one."""
+    prefix = "_orig_mod."
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+
+
+def _dropout_forward(module: nn.Module, gen: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+    elementwise = type(module) is nn.Dropout
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        p = float(module.p)
+        if not module.training or p == 0.0:
+            return x
+        if p >= 1.0:
+            return x * 0.0
+        shape = x.shape if elementwise else (*x.shape[:2], *([1] * (x.dim() - 2)))
+        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p, generator=gen)
+        return x * keep * (1.0 / (1.0 - p))
+
+    return forward
+
+
+@contextlib.contextmanager
+def own_dropout(model: nn.Module, gen: torch.Generator) -> Iterator[list[nn.Module]]:
+    """Dropout layers of `model` draw their masks from `gen` while this lasts (torch's own draw
+    from the process-wide RNG, which threads training side by side would share)."""
+    patched = [m for m in model.modules() if type(m) in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)]
+    for m in patched:
+        m.forward = _dropout_forward(m, gen)  # type: ignore[method-assign]
+    try:
+        yield patched
+    finally:
+        for m in patched:
+            del m.forward
+
+
 class _Step:
     """One training step on a static batch index: eager, or captured in a CUDA graph."""
 
@@ -316,6 +365,8 @@ class _Step:
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
         self.weights = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() > 1] if cfg.l1 else []
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.generators: list[torch.Generator] = []  # the candidate's own generators (dropout) a graph must know of
+        self.teacher: nn.Module | None = None  # knowledge distillation: eval mode, frozen, same batch
         self.use_graph = use_graph
         self.note: str | None = None
         self.warmup_left = 3 if use_graph else 0
@@ -324,7 +375,13 @@ class _Step:
         xb = self.x.index_select(0, self.index)
         yb = self.y.index_select(0, self.index)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast, cache_enabled=False):
-            loss = self.loss_fn(self.model(xb), yb)
+            out = self.model(xb)
+            if self.teacher is None:
+                loss = self.loss_fn(out, yb)
+            else:
+                with torch.no_grad():
+                    soft = self.teacher(xb)
+                loss = distillation_loss(out, soft, yb, self.cfg.distill_temperature, self.cfg.distill_alpha, self.loss_fn)
             if self.weights:
                 loss = loss + self.cfg.l1 * sum(w.abs().sum() for w in self.weights)
         loss.backward()
@@ -358,6 +415,8 @@ class _Step:
             self.opt.zero_grad(set_to_none=True)
             before = self.loss_sum.clone()
             graph = torch.cuda.CUDAGraph()
+            for gen in self.generators:  # replays then advance the candidate's dropout generator
+                graph.register_generator_state(gen)
             # alone in the process (see nas.gate), on a stream of its own, so that other threads'
             # streams are not part of it
             with GATE.exclusive(), torch.cuda.graph(graph, stream=torch.cuda.Stream(self.device), capture_error_mode="thread_local"):
@@ -397,8 +456,21 @@ def evaluate(model: nn.Module, data: DeviceData, split: str = "val", cfg: TrainC
     return float(loss_sum.item() / n), float(correct.item() / n)
 
 
-def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float, alpha: float,
+                      ce: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Hinton et al. 2015: alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, y).
+    T^2 keeps the soft term's gradients on the scale of the hard term's as T changes."""
+    t = float(temperature)
+    kl = nn.functional.kl_div(nn.functional.log_softmax(student.float() / t, 1), nn.functional.log_softmax(teacher.float() / t, 1),
+                              reduction="batchmean", log_target=True)
+    return alpha * t * t * kl + (1.0 - alpha) * ce(student, y)
+
+
+def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None = None,
+        teacher: nn.Module | None = None) -> TrainResult:
     """Train `model` on `data` with `cfg`; the best epoch's weights are loaded back at the end.
+    With a `teacher` the loss is `distillation_loss` (cfg.distill_temperature, cfg.distill_alpha),
+    the teacher in eval mode and frozen, its logits computed on the same batch.
 
     Raises TrainingFailed("diverged ...") on a non-finite loss and TrainingFailed("out of
     memory") on CUDA OOM (memory released first).
@@ -406,7 +478,7 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable
     device = data.device
     try:
         with GATE.held():
-            return _fit(model, data, cfg, on_epoch)
+            return _fit(model, data, cfg, on_epoch, teacher)
     except TrainingFailed:
         release_memory(device)
         raise
@@ -417,19 +489,30 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable
         raise
 
 
-def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None) -> TrainResult:
+def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None,
+         teacher: nn.Module | None = None) -> TrainResult:
     device = data.device
     cuda = device.type == "cuda"
     start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
     image = len(data.input_shape) == 3
     channels_last = cuda and cfg.channels_last and image
-    model.to(device)
+    module = model  # the network itself: its state is what is kept, never a compiled wrapper's
+    module.to(device)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
-    model.train()
-    if cfg.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
+        module.to(memory_format=torch.channels_last)
+    module.train()
+    # the candidate's own random streams (never the global RNG, which other threads use):
+    # shuffling, and dropout through a generator of its own
+    dropout_gen = torch.Generator(device=device).manual_seed(_stream_seed(cfg.seed, 1))
+    with own_dropout(module, dropout_gen) as patched:
+        return _fit_loop(module, data, cfg, on_epoch, start, channels_last, dropout_gen if patched else None, teacher)
+
+
+def _fit_loop(module: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None,
+              start: float, channels_last: bool, dropout_gen: torch.Generator | None, teacher: nn.Module | None = None) -> TrainResult:
+    device = data.device
+    cuda = device.type == "cuda"
+    model: nn.Module = torch.compile(module) if cfg.compile else module  # type: ignore[assignment]
     x, y = data.split("train", channels_last=channels_last)
     n = int(y.shape[0])
     batch = min(cfg.batch_size, n)
@@ -438,6 +521,13 @@ def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callabl
     opt, set_lr = make_optimizer(model, cfg, device, use_graph)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     step = _Step(model, opt, loss_fn, x, y, batch, cfg, device, use_graph)
+    if teacher is not None:
+        teacher.to(device).eval().requires_grad_(False)
+        if channels_last:
+            teacher.to(memory_format=torch.channels_last)
+        step.teacher = teacher
+    if dropout_gen is not None:
+        step.generators.append(dropout_gen)
     shuffle = torch.Generator(device=device).manual_seed(cfg.seed)
     stopper = EarlyStopping(cfg.patience, cfg.min_delta, "max" if cfg.monitor == "val_accuracy" else "min") if cfg.patience else None
     best_state: dict[str, torch.Tensor] | None = None
@@ -471,7 +561,7 @@ def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callabl
         if best_score is None or score > best_score:
             best_score = score
             best = (epoch + 1, val_loss, val_acc)
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
         if stopper is not None and stopper.step(val_acc if cfg.monitor == "val_accuracy" else val_loss, epoch + 1):
             reason = "patience"
             break
@@ -479,7 +569,7 @@ def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callabl
             reason = "time limit"
             break
     if best_state is not None:
-        model.load_state_dict(best_state)
+        module.load_state_dict(best_state)
     seconds = time.perf_counter() - start
     return TrainResult(
         val_accuracy=best[2], val_loss=best[1], train_loss=train_loss, epochs=len(history), best_epoch=best[0],
