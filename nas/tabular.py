@@ -4,6 +4,11 @@
 and looks each cell up: the search sees the 12-epoch validation accuracy (the benchmark's cheap
 proxy), the final front is reported with the 200-epoch test accuracy, and parameters, FLOPs and
 latency (any of the table's devices, `latency_device`) are read from the same row.
+
+Where the table has several fidelities (cifar10-valid at 12 and 200 epochs) a multi-fidelity
+scheduler (`nas.schedulers`) asks for one with `epochs=`: the answer is the validation accuracy
+after the largest fidelity that is at most `epochs` (the smallest when none is), so a search
+with `--scheduler asha` runs on the table at no cost.
 """
 
 from __future__ import annotations
@@ -27,6 +32,14 @@ def parse_tabular(spec: str) -> str | None:
     return dataset
 
 
+#: the validation-accuracy column of each fidelity (epochs) a dataset's table has
+FIDELITIES: dict[str, dict[int, str]] = {
+    "cifar10": {12: "c10valid_valid_acc_12ep", 200: "c10valid_valid_acc_200ep"},
+    "cifar100": {12: "c100_valid_acc_12ep"},
+    "imagenet16": {12: "in16_valid_acc_12ep"},
+}
+
+
 class TabularEvaluator:
     """Look candidates up in the NAS-Bench-201 tables (no training, no randomness)."""
 
@@ -48,6 +61,9 @@ class TabularEvaluator:
         self._flops = self.table.column(cols["flops"])
         self._latency = self.table.column(latency_device)
         self._labels: dict[str, list[str]] = {}
+        self._by_epochs = {e: self.table.column(col) for e, col in FIDELITIES[dataset].items()}
+        #: the epoch counts the table answers for (a scheduler's rungs are taken from these)
+        self.fidelities: tuple[int, ...] = tuple(sorted(self._by_epochs))
 
     def check_space(self, space: SearchSpace) -> list[str]:
         """The space's edge labels in NAS-Bench-201 edge order; UsageError if it is not an NB201 cell space."""
@@ -63,8 +79,17 @@ class TabularEvaluator:
     def index(self, space: SearchSpace, arch: Architecture) -> int:
         return self.table.index([arch[label] for label in self.check_space(space)])
 
+    def fidelity(self, epochs: int | None) -> int:
+        """The fidelity that answers for `epochs` of training (None: the search's 12 epochs)."""
+        if epochs is None:
+            return 12
+        below = [e for e in self.fidelities if e <= epochs]
+        return below[-1] if below else self.fidelities[0]
+
     def evaluate(self, space: SearchSpace, arch: Architecture, seed: int = 0, constraints: Mapping[str, float] | None = None,
-                 on_epoch: Any = None) -> Evaluation:
+                 on_epoch: Any = None, *, epochs: int | None = None, checkpoint: Any = None, deadline: float | None = None) -> Evaluation:
+        """The table's row for `arch`; `epochs` picks the fidelity (`fidelity`); a table keeps
+        no training state, so `checkpoint` and `deadline` change nothing."""
         i = self.index(space, arch)
         metrics: dict[str, Any] = {
             "nb201_index": i,
@@ -76,7 +101,8 @@ class TabularEvaluator:
         broken = violations(metrics, constraints)
         if broken:
             return Evaluation("infeasible", metrics, "; ".join(broken))
-        metrics.update(val_accuracy=float(self._search[i]) / 100.0, epochs=12, seconds=0.0)
+        fid = self.fidelity(epochs)
+        metrics.update(val_accuracy=float(self._by_epochs[fid][i]) / 100.0, epochs=fid, seconds=0.0)
         return Evaluation("complete", metrics)
 
     def test(self, space: SearchSpace, arch: Architecture, state: Any = None) -> dict[str, float]:
