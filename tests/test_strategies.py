@@ -208,6 +208,86 @@ def test_global_random_state_is_untouched(name: str, toy: SearchSpace) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_strategies_never_use_the_global_random(name: str, toy: SearchSpace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lending the global `random` to a library is not thread-safe: no strategy may touch it."""
+    def used(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the global random module was used")
+
+    for fn in ("getstate", "setstate", "random", "randint", "randrange", "choice", "sample", "shuffle", "uniform", "seed"):
+        monkeypatch.setattr(random, fn, used)
+    d = Driver(strategy(name, toy, 0), hashed).run(70, batch=2)
+    resumed(d.strategy, toy).ask()
+
+
+@pytest.mark.parametrize("name", sorted(BREEDERS))
+def test_strategies_in_threads_propose_as_alone(name: str, toy: SearchSpace) -> None:
+    import threading
+
+    def run(seed: int) -> list[Any]:
+        return [record(p) for p in Driver(strategy(name, toy, seed), hashed).run(150, batch=2).proposals]
+
+    alone = {seed: run(seed) for seed in range(4)}
+    together: dict[int, list[Any]] = {}
+    threads = [threading.Thread(target=lambda s=seed: together.__setitem__(s, run(s))) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == alone
+
+
+def test_nsga2_operators_draw_like_deaps() -> None:
+    """The two operators written on the strategy's own RNG make the same draws as DEAP's on the
+    global one, so runs keep their proposals for a seed."""
+    tools = pytest.importorskip("deap.tools")
+    from nas.strategies.evolution import cx_uniform, mut_uniform_int
+
+    for seed in range(20):
+        a, b = list(range(12)), list(range(100, 112))
+        low, up = [0] * 12, [9] * 12
+        random.seed(seed)
+        ref_a, ref_b = list(a), list(b)
+        tools.cxUniform(ref_a, ref_b, 0.5)
+        tools.mutUniformInt(ref_a, low, up, 0.3)
+        rng = random.Random(seed)
+        cx_uniform(a, b, 0.5, rng)
+        mut_uniform_int(a, low, up, 0.3, rng)
+        assert (a, b) == (ref_a, ref_b)
+        assert rng.getstate() == random.getstate()
+
+
+def test_nsga2_ranks_with_paretos_constrained_sort(toy: SearchSpace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Selection is `nas.pareto.nondominated_sort` with the violations (Deb's constraint
+    domination), not penalty vectors: what it keeps is what that sort and crowding say."""
+    import nas.pareto as pareto
+
+    calls: list[Any] = []
+    real = pareto.nondominated_sort
+
+    def spy(F: Any, violation: Any = None) -> Any:
+        calls.append(None if violation is None else np.asarray(violation).copy())
+        return real(F, violation)
+
+    monkeypatch.setattr(pareto, "nondominated_sort", spy)
+    n = 6
+    s = strategy("nsga2", toy, 0, population=n)
+    archs = iter(toy.make({f"x{i}": (j >> i) & 1 for i in range(N_GENES)}) for j in range(64))
+    told = [Result(i, next(archs), values, violation) for i, (values, violation) in enumerate([
+        ((0.0, 0.0), 0.5), ((3.0, 3.0), 0.0), ((1.0, 4.0), 0.0), (None, 0.0), ((4.0, 1.0), 0.0), ((2.0, 2.0), 0.0),
+        ((9.0, 9.0), 0.0), ((0.0, 0.0), 0.2), (None, 0.0), ((2.5, 2.5), 0.0), ((5.0, 0.5), 0.0), ((0.5, 5.0), 0.0)])]
+    for r in told[:n]:
+        s.tell(r)
+    assert calls and calls[-1] is not None and calls[-1].tolist() == [0.5, 0.0, 0.0, 1.5, 0.0, 0.0]
+    for r in told[n:]:
+        s.tell(r)
+    v = calls[-1]
+    assert v is not None and len(v) == 2 * n
+    # feasible fronts first ({2,4,5,10,11} then {1,9}); no infeasible or failed one survives
+    kept = {r.id for r in s.members}
+    assert {2, 4, 5, 10, 11} <= kept and len(kept) == n and kept <= {1, 2, 4, 5, 9, 10, 11}
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_proposals_are_valid_and_children_name_their_parents(name: str, toy: SearchSpace) -> None:
     d = Driver(strategy(name, toy, 7), hashed).run(90, batch=3)
     assert all(p.arch.valid and p.arch.fingerprint == toy.fingerprint for p in d.proposals)
@@ -383,11 +463,14 @@ def test_nsga2_constraint_domination(toy: SearchSpace) -> None:
 def test_nsga2_children_keep_latent_genes() -> None:
     space = load_space("mlp")
     s = strategy("nsga2", space, 0, population=6)
-    d = Driver(s, lambda a: hashed(a, bad=False)).run(40, batch=2)
-    state = s.state_dict()
-    for ind in state["parents"] + state["new"]:
-        assert space.decode(ind["genome"]) == space.make(ind["arch"])
-    latent = [g for ind in state["parents"] for g, label in zip(ind["genome"], space.labels) if label not in ind["arch"]]
+    d = Driver(s, lambda a: hashed(a, bad=False))
+    latent = []
+    for _ in range(20):  # the state after every two results: which parents hold inactive decisions depends on the run
+        d.run(2, batch=2)
+        state = s.state_dict()
+        for ind in state["parents"] + state["new"]:
+            assert space.decode(ind["genome"]) == space.make(ind["arch"])
+        latent += [g for ind in state["parents"] for g, label in zip(ind["genome"], space.labels) if label not in ind["arch"]]
     assert any(g != 0 for g in latent), "genes of inactive decisions are kept, not zeroed"
     assert s.n_selections == 40 // 6 and len(d.results) == 40
 

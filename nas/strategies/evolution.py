@@ -1,22 +1,19 @@
-"""Evolutionary strategies: aging evolution (one objective) and NSGA-II (several, with DEAP).
+"""Evolutionary strategies: aging evolution (one objective) and NSGA-II (several objectives).
 
-This is the only module of the project that imports DEAP. DEAP's global `creator` is not used:
-the fitness class is built privately per strategy, so nothing global is registered. DEAP's
-operators draw from the global `random` module; every call into DEAP runs inside
-`_deap_random`, which lends them the strategy's own generator and puts the global state back,
-so a strategy stays seeded and resumable and the caller's `random` is untouched.
+Both are plain Python on the strategy's own `random.Random` (no DEAP, no global `random`), so a
+strategy is deterministic per seed, resumable exactly, and safe to run beside other threads.
+NSGA-II's ranking is `nas.pareto`'s: its constrained non-dominated sort and crowding distance.
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from deap import base as deap_base
-from deap import tools
+import numpy as np
 
+from .. import pareto
 from ..errors import UsageError
 from ..space import Architecture, SearchSpace, SpaceError
 from .base import (
@@ -32,17 +29,20 @@ from .base import (
 )
 
 
-@contextmanager
-def _deap_random(rng: random.Random) -> Iterator[None]:
-    """Run DEAP's global-`random` draws on `rng`'s stream; restore the global state after.
-    Not thread-safe: another thread drawing from `random` meanwhile would see `rng`'s stream."""
-    saved = random.getstate()
-    random.setstate(rng.getstate())
-    try:
-        yield
-    finally:
-        rng.setstate(random.getstate())
-        random.setstate(saved)
+def cx_uniform(a: list[int], b: list[int], indpb: float, rng: random.Random) -> None:
+    """Uniform crossover in place: swap each gene of `a` and `b` with probability `indpb`
+    (what DEAP's `tools.cxUniform` does, drawing from `rng`)."""
+    for i in range(min(len(a), len(b))):
+        if rng.random() < indpb:
+            a[i], b[i] = b[i], a[i]
+
+
+def mut_uniform_int(genome: list[int], low: Sequence[int], up: Sequence[int], indpb: float, rng: random.Random) -> None:
+    """Uniform integer mutation in place: redraw gene i from [low[i], up[i]] with probability
+    `indpb` (what DEAP's `tools.mutUniformInt` does, drawing from `rng`)."""
+    for i, (lo, hi) in enumerate(zip(low, up)):
+        if rng.random() < indpb:
+            genome[i] = rng.randint(lo, hi)
 
 
 # -- aging evolution ----------------------------------------------------------------------------
@@ -114,47 +114,86 @@ class AgingEvolution(Strategy):
 
 
 # -- NSGA-II ------------------------------------------------------------------------------------
-class _Individual(list):
-    """An integer genome (one gene per decision, inactive ones kept as latent information)
-    with the DEAP fitness and the result it was evaluated as."""
+class _Individual:
+    """An integer genome (one gene per decision, inactive ones kept as latent information), the
+    result it was evaluated as, and its non-domination rank and crowding distance."""
 
-    def __init__(self, genome: Sequence[int], result: Result, fitness: deap_base.Fitness) -> None:
-        super().__init__(genome)
+    __slots__ = ("genome", "result", "rank", "crowding")
+
+    def __init__(self, genome: Sequence[int], result: Result) -> None:
+        self.genome = list(genome)
         self.result = result
-        self.fitness = fitness
+        self.rank = 0
+        self.crowding = 0.0
+
+
+def _rank(inds: Sequence[_Individual]) -> list[np.ndarray]:
+    """Assign rank and crowding distance to `inds` and return their fronts (index arrays).
+
+    Deb's constraint domination through `nas.pareto.nondominated_sort(F, violation)`: feasible
+    results compare by Pareto dominance on their values, infeasible ones by violation, and a failed
+    one (values None or non-finite) counts as more violating than any other. Crowding distance
+    (`nas.pareto.crowding_distance`) within each feasible front; 0 in infeasible fronts, whose
+    members all share one violation (the earlier member is kept first)."""
+    m = max((len(ind.result.values) for ind in inds if ind.result.values is not None), default=1)
+    F = np.zeros((len(inds), m))
+    v = np.zeros(len(inds))
+    worst = max((ind.result.violation for ind in inds if not ind.result.failed), default=0.0) + 1.0
+    for i, ind in enumerate(inds):
+        r = ind.result
+        if r.failed:
+            v[i] = worst
+        else:
+            F[i] = r.values
+            v[i] = r.violation
+    fronts = pareto.nondominated_sort(F, v)
+    for k, front in enumerate(fronts):
+        crowd = pareto.crowding_distance(F[front]) if v[front[0]] == 0 else np.zeros(len(front))
+        for i, d in zip(front, crowd):
+            inds[i].rank, inds[i].crowding = k, float(d)
+    return fronts
+
+
+def _select(pool: Sequence[_Individual], n: int) -> list[_Individual]:
+    """NSGA-II environmental selection (Deb et al. 2002, Sec. III-C): whole fronts in rank order
+    while they fit, then the last front's members by decreasing crowding distance (ties: earlier
+    in `pool` first)."""
+    chosen: list[_Individual] = []
+    for front in _rank(pool):
+        members = [pool[i] for i in front]
+        if len(chosen) + len(members) <= n:
+            chosen += members
+        else:
+            chosen += sorted(members, key=lambda ind: -ind.crowding)[: n - len(chosen)]
+        if len(chosen) == n:
+            break
+    return chosen
 
 
 @register_strategy("nsga2")
 class NSGA2(Strategy):
     """NSGA-II (Deb, Pratap, Agarwal and Meyarivan, "A fast and elitist multiobjective genetic
-    algorithm: NSGA-II", IEEE TEC 2002) on the space's integer genome, with DEAP.
+    algorithm: NSGA-II", IEEE TEC 2002) on the space's integer genome.
 
-    Breeding: two binary tournaments on the parent population (Pareto dominance first, then
-    the larger crowding distance, then a coin), uniform crossover (`tools.cxUniform`, swap
-    probability 1/2) with probability `crossover_prob`, and uniform integer mutation
-    (`tools.mutUniformInt`) of each gene with probability `mutation_prob` (default 1/genes).
-    A child whose active decisions equal a parent's gets one active gene changed; an invalid
-    child (`not arch.valid`) is bred again, and after a few tries the child is
+    Breeding: two binary tournaments on the parent population with the crowded-comparison
+    operator (lower non-domination rank first, then the larger crowding distance, then a coin),
+    uniform crossover (`cx_uniform`, swap probability 1/2) with probability `crossover_prob`, and
+    uniform integer mutation (`mut_uniform_int`) of each gene with probability `mutation_prob`
+    (default 1/genes). A child whose active decisions equal a parent's gets one active gene
+    changed; an invalid child (`not arch.valid`) is bred again, and after a few tries the child is
     `space.mutate(first parent)`. Genes of inactive decisions stay in the genome.
 
     Steady-state: the first `population` (N) asks are uniform samples; after that each ask
     breeds one child from the current parents without waiting for outstanding results (before
-    the first selection the results told so far stand in for the parents). Each time N new
-    results have been told, environmental selection `tools.selNSGA2(parents + new, N)`
-    (non-dominated sorting, then crowding distance) picks the next parents. With one worker
+    the first selection the results told so far, ranked among themselves, stand in for the
+    parents). Each time N new results have been told, environmental selection over parents + new
+    (non-dominated sorting, then crowding distance) picks the next N parents. With one worker
     this is the generational NSGA-II.
 
-    Constraints (Deb 2000, "An efficient constraint handling method for genetic algorithms";
-    Deb et al. 2002, Sec. V): within the individuals being compared, a feasible one keeps its
-    objective vector; an infeasible one gets (M + r*step, ..., M + r*step) where M is the
-    largest feasible objective value, step = max(1, |M| * 2**-40) and r >= 1 is the rank of its
-    violation among the distinct violations present; a failed one (values None or non-finite)
-    gets r one beyond the largest. Every infeasible vector is then strictly worse than every
-    feasible one in every objective, and a smaller violation strictly better than a larger one,
-    so DEAP's ordinary Pareto dominance reproduces Deb's constraint-domination exactly: a
-    feasible individual dominates any infeasible one, and among infeasible ones less violation
-    dominates. The violation's rank stands in for the violation itself so that M + violation
-    cannot round a small violation away when M is large (a FLOP count, say).
+    Constraints: Deb's constraint domination (Deb 2000, "An efficient constraint handling method
+    for genetic algorithms"; Deb et al. 2002, Sec. V), as `nas.pareto.nondominated_sort` does it
+    given the violations: a feasible individual dominates any infeasible one, among infeasible
+    ones less violation dominates, and a failed one is worst.
     """
 
     OPTIONS = {
@@ -171,7 +210,6 @@ class NSGA2(Strategy):
         self._sizes = space.genome_sizes()
         self._labels = space.labels
         self._indpb = self.options["mutation_prob"] or 1.0 / max(1, len(self._sizes))
-        self._fitness = type("NasFitness", (deap_base.Fitness,), {"weights": (-1.0,) * n_objectives})
         self._parents: list[_Individual] = []
         self._new: list[_Individual] = []  # told since the last selection, in order of arrival
         self._pending: dict[str, list[list[int]]] = {}  # genomes of proposals not yet told
@@ -197,28 +235,23 @@ class NSGA2(Strategy):
         return Proposal(arch, max(a.result.generation, b.result.generation) + 1, parents)
 
     def _tournament(self, pool: Sequence[_Individual]) -> _Individual:
-        """Binary tournament on dominance, then crowding distance (as DEAP's selTournamentDCD,
-        which needs a population size divisible by 4)."""
+        """Binary tournament with Deb's crowded-comparison operator."""
         i, j = self.rng.sample(range(len(pool)), 2) if len(pool) > 1 else (0, 0)
         a, b = pool[i], pool[j]
-        if a.fitness.dominates(b.fitness):
-            return a
-        if b.fitness.dominates(a.fitness):
-            return b
-        if a.fitness.crowding_dist != b.fitness.crowding_dist:
-            return a if a.fitness.crowding_dist > b.fitness.crowding_dist else b
+        if a.rank != b.rank:
+            return a if a.rank < b.rank else b
+        if a.crowding != b.crowding:
+            return a if a.crowding > b.crowding else b
         return a if self.rng.random() < 0.5 else b
 
     def _breed(self, a: _Individual, b: _Individual) -> tuple[list[int], Architecture]:
         up = [s - 1 for s in self._sizes]
         low = [0] * len(up)
         for _ in range(self.TRIES):
-            child, other = list(a), list(b)
-            cross = self.rng.random() < self.options["crossover_prob"]
-            with _deap_random(self.rng):
-                if cross:
-                    tools.cxUniform(child, other, 0.5)
-                tools.mutUniformInt(child, low, up, self._indpb)
+            child, other = list(a.genome), list(b.genome)
+            if self.rng.random() < self.options["crossover_prob"]:
+                cx_uniform(child, other, 0.5, self.rng)
+            mut_uniform_int(child, low, up, self._indpb, self.rng)
             arch = self.space.decode(child)
             if arch in (a.result.arch, b.result.arch):
                 self._change_one_active(child, arch)
@@ -229,7 +262,7 @@ class NSGA2(Strategy):
             arch = self.space.mutate(a.result.arch, self.rng)
         except SpaceError:
             arch = self.space.sample(self.rng)
-        return self._with_active(list(a), arch), arch
+        return self._with_active(list(a.genome), arch), arch
 
     def _change_one_active(self, genome: list[int], arch: Architecture) -> None:
         movable = [i for i, label in enumerate(self._labels) if label in arch and self._sizes[i] > 1]
@@ -259,60 +292,41 @@ class NSGA2(Strategy):
                 del self._pending[token]
         else:  # a result the strategy did not propose (e.g. seeded by the driver)
             genome = list(self.space.encode(result.arch))
-        self._new.append(_Individual(genome, result, self._fitness()))
+        self._new.append(_Individual(genome, result))
         if len(self._new) >= self.options["population"]:
-            pool = self._parents + self._new
-            self._assign_fitness(pool)
-            with _deap_random(self.rng):
-                self._parents = tools.selNSGA2(pool, self.options["population"])
+            self._parents = _select(self._parents + self._new, self.options["population"])
             self._new = []
             self.n_selections += 1
 
     def _ranked(self, inds: list[_Individual]) -> list[_Individual]:
-        """`inds` with fitness and crowding distance assigned (as a selection would), same order."""
+        """`inds` with rank and crowding distance assigned among themselves, same order."""
         if inds:
-            self._assign_fitness(inds)
-            with _deap_random(self.rng):
-                tools.selNSGA2(inds, len(inds))
+            _rank(inds)
         return inds
-
-    def _assign_fitness(self, inds: Sequence[_Individual]) -> None:
-        """Feasible: the objectives; infeasible and failed: the penalised vectors of the class
-        docstring, which make Pareto dominance equal Deb's constraint-domination."""
-        top = max((v for ind in inds if ind.result.feasible for v in ind.result.values or ()), default=0.0)
-        step = max(1.0, abs(top) * 2.0**-40)
-        levels = sorted({ind.result.violation for ind in inds if not ind.result.failed and not ind.result.feasible})
-        rank = {v: r for r, v in enumerate(levels, 1)}
-        for ind in inds:
-            r = ind.result
-            if r.feasible:
-                ind.fitness.values = r.values
-            else:
-                level = len(levels) + 1 if r.failed else rank[r.violation]
-                ind.fitness.values = (top + step * level,) * self.n_objectives
 
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         def parent(ind: _Individual) -> dict[str, Any]:
-            crowd = ind.fitness.crowding_dist
-            return {**result_to_json(ind.result), "genome": list(ind), "fitness": list(ind.fitness.values),
-                    "crowding": None if crowd == float("inf") else crowd}
+            return {**result_to_json(ind.result), "genome": list(ind.genome),
+                    "crowding": None if ind.crowding == float("inf") else ind.crowding}
 
         return {
             **super().state_dict(),
             "parents": [parent(ind) for ind in self._parents],
-            "new": [{**result_to_json(ind.result), "genome": list(ind)} for ind in self._new],
+            "new": [{**result_to_json(ind.result), "genome": list(ind.genome)} for ind in self._new],
             "pending": {token: [list(g) for g in genomes] for token, genomes in self._pending.items()},
             "selections": self.n_selections,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
-        self._parents = []
-        for d in state["parents"]:
-            ind = _Individual([int(g) for g in d["genome"]], result_from_json(self.space, d), self._fitness(tuple(d["fitness"])))
-            ind.fitness.crowding_dist = float("inf") if d["crowding"] is None else float(d["crowding"])
-            self._parents.append(ind)
-        self._new = [_Individual([int(g) for g in d["genome"]], result_from_json(self.space, d), self._fitness()) for d in state["new"]]
+        self._parents = [_Individual([int(g) for g in d["genome"]], result_from_json(self.space, d)) for d in state["parents"]]
+        # The survivors' ranks among themselves are the ranks they had in the selection's pool
+        # (every front before the last one kept is kept whole), so they are recomputed; their
+        # crowding distances, which came from the pool, are restored as saved.
+        _rank(self._parents)
+        for ind, d in zip(self._parents, state["parents"]):
+            ind.crowding = float("inf") if d["crowding"] is None else float(d["crowding"])
+        self._new = [_Individual([int(g) for g in d["genome"]], result_from_json(self.space, d)) for d in state["new"]]
         self._pending = {token: [[int(g) for g in genome] for genome in genomes] for token, genomes in state["pending"].items()}
         self.n_selections = int(state["selections"])
