@@ -18,7 +18,7 @@ import copy
 import gc
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -226,7 +226,7 @@ class TrainResult:
     epochs: int
     best_epoch: int
     stopped_early: bool
-    stop_reason: str  # patience | time limit | max epochs
+    stop_reason: str  # patience | time limit | max epochs | paused (stop_at reached) | deadline
     seconds: float
     seconds_per_epoch: float
     device: str
@@ -234,12 +234,12 @@ class TrainResult:
     graph_note: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     state: dict[str, torch.Tensor] | None = None
+    #: when training paused before its last epoch (stop_at, deadline): everything `fit(resume=)`
+    #: needs to carry on exactly (`checkpoint` in fit's docstring)
+    checkpoint: dict[str, Any] | None = None
 
     def metrics(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("state")
-        out.pop("history")
-        return out
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("state", "history", "checkpoint")}
 
 
 class GraphSGD(torch.optim.Optimizer):
@@ -467,10 +467,20 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Ten
 
 
 def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None = None,
-        teacher: nn.Module | None = None) -> TrainResult:
+        teacher: nn.Module | None = None, *, resume: Mapping[str, Any] | None = None, stop_at: int | None = None,
+        deadline: float | None = None) -> TrainResult:
     """Train `model` on `data` with `cfg`; the best epoch's weights are loaded back at the end.
     With a `teacher` the loss is `distillation_loss` (cfg.distill_temperature, cfg.distill_alpha),
     the teacher in eval mode and frozen, its logits computed on the same batch.
+
+    Pause and resume (multi-fidelity schedulers, wall-clock budgets): training pauses after epoch
+    `stop_at`, or after the first epoch that ends at or past `deadline` (a `time.time()` value),
+    when epochs are left; the result then carries a `checkpoint` (the current weights, optimizer
+    moments, the epoch, so the LR schedule's position, the shuffling and dropout generators'
+    states, the early-stopping state, the best epoch so far and the history). `fit(resume=that)`
+    with the same model, data and config carries on from there; the schedule is always over the
+    config's total epochs, so training through pauses at 1 and 3 to 9 epochs ends with exactly the
+    weights and metrics of 9 epochs in one go (on a CPU; on a GPU a captured graph is captured again).
 
     Raises TrainingFailed("diverged ...") on a non-finite loss and TrainingFailed("out of
     memory") on CUDA OOM (memory released first).
@@ -478,7 +488,7 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable
     device = data.device
     try:
         with GATE.held():
-            return _fit(model, data, cfg, on_epoch, teacher)
+            return _fit(model, data, cfg, on_epoch, teacher, resume, stop_at, deadline)
     except TrainingFailed:
         release_memory(device)
         raise
@@ -490,7 +500,8 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable
 
 
 def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None,
-         teacher: nn.Module | None = None) -> TrainResult:
+         teacher: nn.Module | None = None, resume: Mapping[str, Any] | None = None, stop_at: int | None = None,
+         deadline: float | None = None) -> TrainResult:
     device = data.device
     cuda = device.type == "cuda"
     start = time.perf_counter()
@@ -505,11 +516,13 @@ def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callabl
     # shuffling, and dropout through a generator of its own
     dropout_gen = torch.Generator(device=device).manual_seed(_stream_seed(cfg.seed, 1))
     with own_dropout(module, dropout_gen) as patched:
-        return _fit_loop(module, data, cfg, on_epoch, start, channels_last, dropout_gen if patched else None, teacher)
+        return _fit_loop(module, data, cfg, on_epoch, start, channels_last, dropout_gen if patched else None, teacher,
+                         resume, stop_at, deadline)
 
 
 def _fit_loop(module: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None,
-              start: float, channels_last: bool, dropout_gen: torch.Generator | None, teacher: nn.Module | None = None) -> TrainResult:
+              start: float, channels_last: bool, dropout_gen: torch.Generator | None, teacher: nn.Module | None = None,
+              resume: Mapping[str, Any] | None = None, stop_at: int | None = None, deadline: float | None = None) -> TrainResult:
     device = data.device
     cuda = device.type == "cuda"
     model: nn.Module = torch.compile(module) if cfg.compile else module  # type: ignore[assignment]
@@ -537,7 +550,24 @@ def _fit_loop(module: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: C
     total = cfg.total_epochs
     reason = "max epochs"
     train_loss = float("nan")
-    for epoch in range(total):
+    first, before = 0, 0.0  # epochs and seconds of training before this call
+    if resume is not None:
+        first, before = int(resume["epoch"]), float(resume["seconds"])
+        if int(resume["total_epochs"]) != total:
+            raise ValueError(f"the checkpoint is of a schedule over {resume['total_epochs']} epochs, this config has {total}")
+        module.load_state_dict(resume["model"])
+        _load_optimizer(opt, resume["optimizer"])
+        shuffle.set_state(resume["shuffle"])
+        if dropout_gen is not None and resume.get("dropout") is not None:
+            dropout_gen.set_state(resume["dropout"])
+        if stopper is not None and resume.get("stopper") is not None:
+            stopper.best, stopper.best_epoch, stopper.bad_epochs = resume["stopper"]
+        best, best_score, train_loss = tuple(resume["best"]), resume["best_score"], float(resume["train_loss"])
+        best_state = resume["best_state"]
+        history = [dict(h) for h in resume["history"]]
+    if stop_at is not None and not (isinstance(stop_at, int) and first < stop_at):
+        raise ValueError(f"stop_at must be an epoch after the {first} already trained, got {stop_at!r}")
+    for epoch in range(first, total):
         t0 = time.perf_counter()
         set_lr(cfg.lr_at(epoch))
         perm = torch.randperm(n, device=device, generator=shuffle)
@@ -565,16 +595,39 @@ def _fit_loop(module: nn.Module, data: DeviceData, cfg: TrainConfig, on_epoch: C
         if stopper is not None and stopper.step(val_acc if cfg.monitor == "val_accuracy" else val_loss, epoch + 1):
             reason = "patience"
             break
-        if cfg.time_limit is not None and time.perf_counter() - start > cfg.time_limit:
+        if cfg.time_limit is not None and before + time.perf_counter() - start > cfg.time_limit:
             reason = "time limit"
             break
+        if epoch + 1 < total and (epoch + 1 == stop_at or (deadline is not None and time.time() >= deadline)):
+            reason = "paused" if epoch + 1 == stop_at else "deadline"
+            break
+    checkpoint = None
+    if reason in ("paused", "deadline"):
+        checkpoint = {
+            "epoch": len(history), "total_epochs": total, "seconds": before + time.perf_counter() - start,
+            "model": {k: v.detach().clone() for k, v in module.state_dict().items()},
+            "optimizer": copy.deepcopy(opt.state_dict()), "shuffle": shuffle.get_state(),
+            "dropout": dropout_gen.get_state() if dropout_gen is not None else None,
+            "stopper": [stopper.best, stopper.best_epoch, stopper.bad_epochs] if stopper is not None else None,
+            "best": list(best), "best_score": best_score, "best_state": best_state, "train_loss": train_loss,
+            "history": [dict(h) for h in history],
+        }
     if best_state is not None:
         module.load_state_dict(best_state)
-    seconds = time.perf_counter() - start
+    seconds = before + time.perf_counter() - start
     return TrainResult(
         val_accuracy=best[2], val_loss=best[1], train_loss=train_loss, epochs=len(history), best_epoch=best[0],
-        stopped_early=reason != "max epochs", stop_reason=reason, seconds=seconds,
+        stopped_early=reason in ("patience", "time limit"), stop_reason=reason, seconds=seconds,
         seconds_per_epoch=seconds / max(1, len(history)), device=str(device), cuda_graph=step.graph is not None,
-        graph_note=step.note, history=history, state=best_state,
+        graph_note=step.note, history=history, state=best_state, checkpoint=checkpoint,
     )
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, saved: Mapping[str, Any]) -> None:
+    """Optimizer moments from a checkpoint; the groups keep their own settings objects (a
+    learning rate held in a device tensor that `set_lr` writes stays that tensor)."""
+    keep = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
+    opt.load_state_dict(copy.deepcopy(dict(saved)))
+    for group, settings in zip(opt.param_groups, keep):
+        group.update(settings)
 
