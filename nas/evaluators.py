@@ -29,6 +29,9 @@ class Evaluation:
     error: str | None = None
     state: dict[str, torch.Tensor] | None = None  # trained weights (CPU), when there are any
     history: list[dict[str, float]] = field(default_factory=list)
+    #: training paused before its last epoch (a scheduler's rung, a deadline): what resumes it
+    #: (`nas.train.fit`'s checkpoint, on the CPU); None when training ended or nothing trains
+    checkpoint: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -124,12 +127,17 @@ class TrainingEvaluator:
         return model, target.resolve(arch).train, target, arch
 
     def evaluate(self, space: SearchSpace, arch: Architecture, seed: int = 0, constraints: Mapping[str, float] | None = None,
-                 on_epoch: Callable[[dict[str, float]], None] | None = None) -> Evaluation:
+                 on_epoch: Callable[[dict[str, float]], None] | None = None, *, epochs: int | None = None,
+                 checkpoint: Mapping[str, Any] | None = None, deadline: float | None = None) -> Evaluation:
+        """Train `arch` (or carry on from `checkpoint`) up to `epochs` (None: all its epochs),
+        pausing at the first epoch boundary at or past `deadline` (`time.time()`); a paused
+        training comes back with its `checkpoint`. Latency is measured when not resuming."""
         with GATE.held():  # threads of one process share the device safely (nas.gate)
-            return self._evaluate(space, arch, seed, constraints, on_epoch)
+            return self._evaluate(space, arch, seed, constraints, on_epoch, epochs, checkpoint, deadline)
 
     def _evaluate(self, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float] | None,
-                  on_epoch: Callable[[dict[str, float]], None] | None) -> Evaluation:
+                  on_epoch: Callable[[dict[str, float]], None] | None, epochs: int | None = None,
+                  checkpoint: Mapping[str, Any] | None = None, deadline: float | None = None) -> Evaluation:
         from .measure import count_flops, count_params, device_access, measure_latency
         from .train import TrainConfig, TrainingFailed, fit, release_memory
 
@@ -144,7 +152,7 @@ class TrainingEvaluator:
         try:
             metrics["params"] = count_params(model)
             metrics["flops"] = count_flops(model, self.input_shape)
-            if self.latency:
+            if self.latency and checkpoint is None:
                 lat = measure_latency(model, self.input_shape, **self.latency_options)
                 metrics.update(latency_ms=lat.median_ms, latency_iqr_ms=lat.iqr_ms, latency_mode=lat.mode,
                                latency_device=lat.hardware.get("device_name"))
@@ -153,7 +161,7 @@ class TrainingEvaluator:
                 return Evaluation("infeasible", metrics, "; ".join(broken))
             cfg = TrainConfig.for_arch(train, seed=seed, device=str(self.device), **self.train_options)
             with device_access(self.device, exclusive=False):  # latency is timed with the device to itself
-                result = fit(model, self.data, cfg, on_epoch=on_epoch)
+                result = fit(model, self.data, cfg, on_epoch=on_epoch, resume=checkpoint, stop_at=epochs, deadline=deadline)
         except TrainingFailed as exc:
             del model
             release_memory()
@@ -169,7 +177,8 @@ class TrainingEvaluator:
         metrics.update(result.metrics())
         metrics["seconds"] = time.perf_counter() - t0
         state = {k: v.detach().cpu() for k, v in (result.state or {}).items()} if self.keep_weights else None
-        return Evaluation("complete", metrics, None, state, result.history)
+        paused = _to_cpu(result.checkpoint) if result.checkpoint is not None else None
+        return Evaluation("complete", metrics, None, state, result.history, paused)
 
     def test(self, space: SearchSpace, arch: Architecture, state: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """Test-split loss and accuracy of trained weights (only for the final front)."""
@@ -181,6 +190,17 @@ class TrainingEvaluator:
             model.to(self.device)
             loss, acc = evaluate(model, self.data, "test", TrainConfig.for_arch(train, device=str(self.device), **self.train_options))
         return {"test_loss": loss, "test_accuracy": acc}
+
+
+def _to_cpu(obj: Any) -> Any:
+    """A checkpoint's tensors on the CPU (nested dicts and lists), to store or send."""
+    if hasattr(obj, "detach"):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 def _first_line(exc: BaseException) -> str:

@@ -130,3 +130,22 @@ def test_pausing_after_every_epoch_keeps_the_early_stopping_state(digits_cpu):
         r = fit(_net(), digits_cpu, cfg, resume=_through_disk(r.checkpoint), stop_at=r.epochs + 1)
     assert (r.stop_reason, r.epochs, r.best_epoch, r.val_accuracy) == (one.stop_reason, one.epochs, one.best_epoch, one.val_accuracy)
     assert _same_history(r.history, one.history)
+
+
+def test_the_training_evaluator_trains_in_rungs(digits_cpu):
+    from nas.evaluators import TrainingEvaluator
+
+    space = load_space("mlp")
+    arch = space.sample(4)
+    ev = TrainingEvaluator("digits", device="cpu", max_epochs=9, patience=None)
+    one = ev.evaluate(space, arch, seed=5)
+    assert one.checkpoint is None and one.metrics["epochs"] == 9
+    r1 = ev.evaluate(space, arch, seed=5, epochs=1)
+    assert r1.metrics["epochs"] == 1 and r1.metrics["stop_reason"] == "paused"
+    assert all(v.device.type == "cpu" for v in r1.checkpoint["model"].values())
+    r3 = ev.evaluate(space, arch, seed=5, epochs=3, checkpoint=_through_disk(r1.checkpoint))
+    r9 = ev.evaluate(space, arch, seed=5, epochs=9, checkpoint=_through_disk(r3.checkpoint))
+    assert r9.checkpoint is None and r9.metrics["epochs"] == 9
+    for key in ("val_accuracy", "val_loss", "train_loss", "best_epoch", "params", "flops"):
+        assert r9.metrics[key] == one.metrics[key], key
+    assert all(torch.equal(r9.state[k], one.state[k]) for k in one.state)
