@@ -142,40 +142,118 @@ def front(candidates: Iterable[Any], objectives: Sequence[Objective]) -> list[An
     return sorted(chosen, key=lambda c: -c.objectives[0] if first.direction == "max" else c.objectives[0])
 
 
-def bounds(candidates: Sequence[Any], objectives: Sequence[Objective]) -> tuple[np.ndarray, np.ndarray]:
-    """Normalisation bounds for hypervolume: accuracy in [0, 1]; every other objective from 0
-    to the largest value seen (so the bounds do not depend on the smallest value found)."""
-    F = matrix(feasible(candidates), objectives)
-    lower = np.zeros(len(objectives))
-    upper = np.ones(len(objectives))
+def add_to_front(front: list[Any], candidate: Any, objectives: Sequence[Objective]) -> bool:
+    """Keep `front` (a list, changed in place) the front of every candidate added so far: `candidate`
+    joins unless it is not complete and feasible, its key is already there, or a member dominates
+    it; members it dominates leave. True when the front changed. Adding a run's candidates one by
+    one this way gives the members of `front(candidates, objectives)` (the same test,
+    `nas.pareto.update_front`), in the order they joined."""
+    if candidate.state != "complete" or candidate.violation > 0 or candidate.objectives is None:
+        return False
+    if any(f.key == candidate.key for f in front):
+        return False
+    enters, keep = pareto.update_front(matrix(front, objectives), np.array(to_min(candidate.objectives, objectives), dtype=float))
+    if not enters:
+        return False
+    front[:] = [f for f, k in zip(front, keep) if k]
+    front.append(candidate)
+    return True
+
+
+# -- hypervolume: one definition ----------------------------------------------------------------
+HV_FIXED_BY = 10  # feasible evaluations whose values fix the run's normalisation bounds
+HV_REF = 1.1  # reference point in every normalised objective, so a lone best point still counts
+_COSTS = ("params", "flops", "latency")  # built-in objectives that are never negative
+HV_RULE = (f"objectives normalised with bounds fixed by the run's first {HV_FIXED_BY} feasible evaluations "
+           "(accuracy 0 to 1; params, FLOPs and latency 0 to the largest of those; other objectives their range), "
+           f"reference point {HV_REF} in every normalised objective")
+_FINISHED = ("complete", "failed", "infeasible")
+
+
+def hv_bounds(candidates: Iterable[Any], objectives: Sequence[Objective]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The run's hypervolume normalisation (lower, upper) in minimised form, or None until it is fixed.
+
+    Fixed by the first `HV_FIXED_BY` feasible evaluations in id order (duplicates answered from the
+    store do not count): accuracy spans [0, 1], a cost (params, FLOPs, latency) [0, the largest
+    value among them], any other objective [their smallest, their largest]. Fixed means: that many
+    exist and every candidate with a smaller id has finished; from then on later candidates never
+    change the bounds, so the run's hypervolume only rises when its front improves and never
+    moves when a dominated candidate arrives. Give every candidate of the run, in any state."""
+    first: list[Any] = []
+    for c in sorted((c for c in candidates if c.source is None), key=lambda c: c.id):
+        if c.state not in _FINISHED:
+            return None  # an earlier candidate may still be one of the first feasible ones
+        if c.state == "complete" and c.violation <= 0 and c.objectives is not None:
+            first.append(c)
+            if len(first) == HV_FIXED_BY:
+                break
+    if len(first) < HV_FIXED_BY:
+        return None
+    F = matrix(first, objectives)
+    lower, upper = F.min(axis=0), F.max(axis=0)
     for j, o in enumerate(objectives):
-        if o.name == "accuracy":
+        if o.name == "accuracy" and o.metric == "val_accuracy":
             lower[j], upper[j] = -1.0, 0.0  # minimised form: -accuracy in [-1, 0]
-        elif len(F):
-            lower[j] = min(0.0, F[:, j].min())
-            upper[j] = max(F[:, j].max(), lower[j] + 1e-12)
+        elif o.name in _COSTS and o.fn is None:
+            lower[j] = min(0.0, lower[j])
+        if not upper[j] > lower[j]:  # one value among the first: give the scale of that value
+            upper[j] = lower[j] + max(abs(lower[j]), 1.0)
     return lower, upper
 
 
-def hypervolume(candidates: Sequence[Any], objectives: Sequence[Objective], lower: np.ndarray | None = None,
-                upper: np.ndarray | None = None) -> float:
-    """Hypervolume of the feasible front, objectives normalised to [0, 1] by `bounds`, reference
-    point 1.1 in every objective (so a lone best point still counts). 0 when nothing is feasible."""
-    pool = feasible(candidates)
-    if not pool or len(objectives) > 3:
-        return 0.0 if not pool else float("nan")
-    if lower is None or upper is None:
-        lower, upper = bounds(candidates, objectives)
-    return pareto.normalized_hypervolume(matrix(pool, objectives), lower, upper, ref_offset=0.1)
+def hypervolume(candidates: Iterable[Any], objectives: Sequence[Objective],
+                bounds: tuple[np.ndarray, np.ndarray] | None = None) -> float | None:
+    """The run's hypervolume: that of the feasible front of `candidates`, normalised by `bounds`
+    (default `hv_bounds(candidates, objectives)`), reference point `HV_REF`. None when it is not
+    defined: one objective, more than three (no exact computation), or bounds not fixed yet. 0.0
+    while nothing is feasible. Every number shown as a run's hypervolume comes from here."""
+    cands = list(candidates)
+    if not 2 <= len(objectives) <= 3:
+        return None
+    if bounds is None:
+        bounds = hv_bounds(cands, objectives)
+        if bounds is None:
+            return None
+    pool = feasible(cands)
+    if not pool:
+        return 0.0
+    return pareto.normalized_hypervolume(matrix(pool, objectives), bounds[0], bounds[1], ref_offset=HV_REF - 1.0)
 
 
-PICKS = ("knee", "best-accuracy")
+def hypervolume_text(candidates: Iterable[Any], objectives: Sequence[Objective]) -> str | None:
+    """What `status` and the report show for the hypervolume: the number (4 decimals) and how it is
+    normalised, or why there is none. None for one objective (no hypervolume to speak of)."""
+    cands = list(candidates)
+    if len(objectives) < 2:
+        return None
+    if len(objectives) > 3:
+        return "n/a (more than 3 objectives)"
+    hv = hypervolume(cands, objectives)
+    if hv is None:
+        got = sum(1 for c in cands if c.source is None and c.state == "complete" and c.violation <= 0 and c.objectives is not None)
+        return f"n/a until the first {HV_FIXED_BY} feasible evaluations have fixed its normalisation ({got} feasible so far)"
+    return f"{hv:.4f} ({HV_RULE})"
 
 
-def pick(candidates: Iterable[Any], objectives: Sequence[Objective], rule: str = "knee", *,
+# -- picks --------------------------------------------------------------------------------------
+NEAR_BEST = 0.01  # the default pick's tolerance: one point of validation accuracy
+PICKS = ("near-best", "knee", "best-accuracy")
+DEFAULT_PICK = "near-best"
+PICK_RULES = {
+    "near-best": f"the smallest network of the front within {NEAR_BEST:g} validation accuracy of the best "
+                 "(smallest by the other objectives in the order given, e.g. params)",
+    "knee": "the knee of the front (normalised to its own range, farthest from the line through its extremes)",
+    "best-accuracy": "the highest validation accuracy",
+}
+
+
+def pick(candidates: Iterable[Any], objectives: Sequence[Objective], rule: str = DEFAULT_PICK, *,
          max_params: float | None = None, max_latency_ms: float | None = None) -> Any:
-    """One candidate of the front: `knee` (the Pareto knee) or `best-accuracy`, among those within
-    `max_params` / `max_latency_ms` when given. UsageError when nothing qualifies."""
+    """One candidate of the front, by `rule` (see `PICK_RULES`), among those within `max_params` /
+    `max_latency_ms` when given. `near-best`, the default, is the network a user would take: of the
+    front members whose validation accuracy is within `NEAR_BEST` of the best, the one with the
+    best other objectives (lexicographically, in the run's order; ties by id). Without an accuracy
+    objective it is the knee; with accuracy alone, the best. UsageError when nothing qualifies."""
     if rule not in PICKS:
         raise UsageError(f"unknown pick {rule!r}; use {', '.join(PICKS)} or a candidate id")
     pool = feasible(candidates)
@@ -189,6 +267,23 @@ def pick(candidates: Iterable[Any], objectives: Sequence[Objective], rule: str =
     if rule == "best-accuracy":
         return max(pool, key=lambda c: (c.metrics.get("val_accuracy", -math.inf), -c.id))
     chosen = front(pool, objectives)
-    if len(objectives) == 1 or len(chosen) < 3:
+    if len(objectives) == 1:
+        return chosen[0]
+    names = [o.name for o in objectives]
+    if rule == "near-best" and "accuracy" in names:
+        j = names.index("accuracy")
+        best = max(c.objectives[j] for c in chosen)
+        near = [c for c in chosen if c.objectives[j] >= best - NEAR_BEST - 1e-12]
+        others = [k for k in range(len(objectives)) if k != j]
+        return min(near, key=lambda c: (*(to_min(c.objectives, objectives)[k] for k in others), c.id))
+    if len(chosen) < 3:
         return chosen[0]
     return chosen[pareto.knee_point(matrix(chosen, objectives))]
+
+
+def try_pick(candidates: Iterable[Any], objectives: Sequence[Objective], rule: str = DEFAULT_PICK) -> Any | None:
+    """`pick`, or None when there is nothing to pick (for tables that mark the pick)."""
+    try:
+        return pick(candidates, objectives, rule)
+    except UsageError:
+        return None

@@ -1,6 +1,6 @@
 """`nas report RUN`: plots and one self-contained HTML page for a run.
 
-    <run>/report/pareto.png     the objectives' trade-off: every feasible candidate, the front, the knee
+    <run>/report/pareto.png     the objectives' trade-off: every feasible candidate, the front, the pick
     <run>/report/progress.png   best-so-far and hypervolume over the evaluations, failures marked
     <run>/report/index.html     summary, both plots (embedded), the front, the top 20, the failures
 
@@ -37,7 +37,7 @@ _HV3_BUDGET = 15_000  # front points swept by the 3-objective hypervolume recomp
 # colours (colour-blind friendly: Okabe-Ito)
 _ALL = "#56B4E9"
 _FRONT = "#D55E00"
-_KNEE = "#009E73"
+_PICK = "#009E73"
 _FAIL = "#CC0000"
 _INFEASIBLE = "#E69F00"
 _GREY = "#999999"
@@ -65,31 +65,37 @@ def best_so_far(candidates: Sequence[Any], objectives: Sequence[Objective]) -> l
     return out
 
 
-def hypervolume_series(candidates: Sequence[Any], objectives: Sequence[Objective], lower: np.ndarray | None = None,
-                       upper: np.ndarray | None = None) -> list[float]:
-    """Hypervolume of the feasible front of every prefix of `candidates` (one value per
-    candidate), all normalised with the same bounds: by default those of all the candidates
-    (`nas.objectives.bounds`), so the series is non-decreasing and its last value is
-    `nas.objectives.hypervolume(candidates, objectives)`.
+def hypervolume_series(candidates: Sequence[Any], objectives: Sequence[Objective],
+                       bounds: tuple[np.ndarray, np.ndarray] | None = None) -> list[float]:
+    """The run's hypervolume (`nas.objectives.hypervolume`) after each candidate of `candidates`
+    (in id order, as the store lists them): one value per candidate. With the default `bounds`
+    (`nas.objectives.hv_bounds(candidates)`, the run's fixed normalisation) the values are NaN
+    until the candidate that fixes the bounds, then exactly what status would have shown at that
+    point: non-decreasing, unchanged by a dominated candidate, the last value the run's
+    hypervolume. Given `bounds`, every prefix is computed with them.
 
-    The front is kept incrementally and the hypervolume recomputed only when a candidate enters
-    it. With two objectives every value is exact. With three, where one exact computation costs
-    O(front size^2), a large front is recomputed at most every `front size x n / 15,000`
-    candidates (a value in between holds the last one computed, so it may lag a little); the
-    last value is always exact. 1,000 candidates take well under a second either way. NaN for
-    more than three objectives (no exact hypervolume), 0 while nothing is feasible."""
+    The front is kept incrementally (`nas.pareto.update_front`) and the hypervolume recomputed
+    only when a candidate enters it. With two objectives every value is exact. With three, where
+    one exact computation costs O(front size^2), a large front is recomputed at most every
+    `front size x n / 15,000` candidates (a value in between holds the last one computed, so it
+    may lag a little); the last value is always exact. 1,000 candidates take well under a second
+    either way. NaN for one objective or more than three (no hypervolume shown)."""
     cands = list(candidates)
     m = len(objectives)
-    if m > 3:
+    if not 2 <= m <= 3:
         return [math.nan] * len(cands)
-    if lower is None or upper is None:
-        lower, upper = objmod.bounds(cands, objectives)
+    start = 0
+    if bounds is None:
+        bounds = objmod.hv_bounds(cands, objectives)
+        if bounds is None:
+            return [math.nan] * len(cands)
+        first = [k for k, c in enumerate(cands) if c.source is None and c.feasible and c.objectives is not None]
+        start = first[objmod.HV_FIXED_BY - 1]
+    lower, upper = bounds
     pool = objmod.feasible(cands)
-    if not pool:
-        return [0.0] * len(cands)
-    N = pareto.normalize(objmod.matrix(pool, objectives), lower, upper)
+    N = pareto.normalize(objmod.matrix(pool, objectives), lower, upper) if pool else np.empty((0, m))
     row = {id(c): i for i, c in enumerate(pool)}
-    ref = np.full(m, 1.1)
+    ref = np.full(m, objmod.HV_REF)
     front = np.empty((0, m))
     hv = 0.0
     out = []
@@ -97,16 +103,16 @@ def hypervolume_series(candidates: Sequence[Any], objectives: Sequence[Objective
     for k, c in enumerate(cands):
         i = row.get(id(c))
         if i is not None:
-            p = N[i]
-            if not (front.shape[0] and np.any(np.all(front <= p, axis=1))):  # not weakly dominated
-                front = np.vstack([front[~np.all(p <= front, axis=1)], p])
+            enters, keep = pareto.update_front(front, N[i])
+            if enters:
+                front = np.vstack([front[keep], N[i]])
                 dirty = True
-        if dirty:
+        if dirty and k >= start:
             stride = 1 if m < 3 else max(1, front.shape[0] * len(cands) // _HV3_BUDGET)
-            if k - last >= stride or k == len(cands) - 1:
+            if k - last >= stride or k == len(cands) - 1 or k == start:
                 hv = pareto.hypervolume(front, ref)
                 dirty, last = False, k
-        out.append(hv)
+        out.append(hv if k >= start else math.nan)
     return out
 
 
@@ -208,7 +214,7 @@ def pareto_figure(candidates: Sequence[Any], objectives: Sequence[Objective], *,
         best = best_so_far(evals, objectives)
         ax.step(range(1, len(evals) + 1), best, where="post", color=_FRONT, lw=1.8, label="best so far")
         top = objmod.front(candidates, objectives)[0]
-        ax.scatter([order.get(top.id, 0)], [top.objectives[0]], s=110, marker="*", color=_KNEE, edgecolors="black",
+        ax.scatter([order.get(top.id, 0)], [top.objectives[0]], s=110, marker="*", color=_PICK, edgecolors="black",
                    linewidths=0.6, zorder=5, label=f"best #{top.id}")
         ax.set_xlabel("evaluation (distinct architectures, in order)")
         _style_axis(ax, obj, ys, "y", latency_device)
@@ -229,10 +235,7 @@ def pareto_figure(candidates: Sequence[Any], objectives: Sequence[Objective], *,
         return fig
     fr = objmod.front(candidates, objectives)
     front_ids = {c.id for c in fr}
-    try:
-        knee = objmod.pick(candidates, objectives, "knee")
-    except NasError:
-        knee = None
+    chosen = objmod.try_pick(candidates, objectives)
     ydir = objectives[yi].direction
     for k, (ax, xj) in enumerate(zip(axes, others)):
         xo = objectives[xj]
@@ -248,11 +251,11 @@ def pareto_figure(candidates: Sequence[Any], objectives: Sequence[Objective], *,
                     color=_FRONT, lw=1.4, alpha=0.9, zorder=3)
         ax.scatter([c.objectives[xj] for c in fr], [c.objectives[yi] for c in fr], s=34, color=_FRONT, edgecolors="black",
                    linewidths=0.5, zorder=4, label=f"Pareto front ({len(fr)})")
-        if knee is not None:
-            kx, ky = knee.objectives[xj], knee.objectives[yi]
-            ax.scatter([kx], [ky], s=170, marker="*", color=_KNEE, edgecolors="black", linewidths=0.6, zorder=5,
-                       label=f"knee #{knee.id}")
-            ax.annotate(f"knee #{knee.id}", (kx, ky), xytext=(14, -22), textcoords="offset points", fontsize=9,
+        if chosen is not None:
+            kx, ky = chosen.objectives[xj], chosen.objectives[yi]
+            ax.scatter([kx], [ky], s=170, marker="*", color=_PICK, edgecolors="black", linewidths=0.6, zorder=5,
+                       label=f"pick #{chosen.id} ({objmod.DEFAULT_PICK})")
+            ax.annotate(f"pick #{chosen.id}", (kx, ky), xytext=(14, -22), textcoords="offset points", fontsize=9,
                         arrowprops=dict(arrowstyle="-", color="#333333", lw=0.7), zorder=6)
         _style_axis(ax, xo, [c.objectives[xj] for c in pool], "x", latency_device)
         _style_axis(ax, objectives[yi], [c.objectives[yi] for c in pool], "y", latency_device)
@@ -291,9 +294,12 @@ def progress_figure(candidates: Sequence[Any], objectives: Sequence[Objective], 
     ax.set_ylabel(("best " if first.name != "accuracy" else "") + axis_label(first, latency_device))
     ax.set_title(f"search progress ({len(evals)} evaluations)", fontsize=11)
     if with_hv:
-        hv = hypervolume_series(evals, objectives, *objmod.bounds(candidates, objectives))
-        axes[1].step(x, hv, where="post", color=_KNEE, lw=1.8, label="hypervolume")
-        axes[1].set_ylabel("hypervolume (normalised, ref 1.1)")
+        hv = hypervolume_series(evals, objectives)
+        axes[1].step(x, hv, where="post", color=_PICK, lw=1.8, label="hypervolume")
+        axes[1].set_ylabel(f"hypervolume (normalised, ref {objmod.HV_REF})")
+        if all(math.isnan(v) for v in hv):
+            axes[1].text(0.5, 0.5, f"shown once {objmod.HV_FIXED_BY} feasible evaluations have fixed its normalisation",
+                         ha="center", va="center", fontsize=9, color="#555555", transform=axes[1].transAxes)
         axes[1].set_ylim(bottom=0)
     for k, a in enumerate(axes):
         tr = a.get_xaxis_transform()
@@ -374,7 +380,7 @@ def _fmt(v: Any, spec: str) -> str:
         return str(v)
 
 
-def _cand_table(cands: Sequence[Any], space: Any, *, front_ids: set[int] | None = None, knee_id: int | None = None) -> str:
+def _cand_table(cands: Sequence[Any], space: Any, *, front_ids: set[int] | None = None, pick_id: int | None = None) -> str:
     head = ["id", "val acc", "test acc", "params", "FLOPs", "latency ms", "epochs"]
     if front_ids is not None:
         head.append("front")
@@ -383,7 +389,7 @@ def _cand_table(cands: Sequence[Any], space: Any, *, front_ids: set[int] | None 
         m = c.metrics
         test = (c.test or {}).get("test_accuracy")
         test_cell = _fmt(test, ".4f") if test is not None else ("error" if (c.test or {}).get("error") else "-")
-        badge = ' <span class="badge">knee</span>' if knee_id is not None and c.id == knee_id else ""
+        badge = ' <span class="badge">pick</span>' if pick_id is not None and c.id == pick_id else ""
         cells = [f"{c.id}{badge}", _fmt(m.get("val_accuracy"), ".4f"), test_cell, _fmt(m.get("params"), ","),
                  human(m.get("flops")) if m.get("flops") is not None else "-", _fmt(m.get("latency_ms"), ".3f"),
                  _fmt(m.get("epochs"), "")]
@@ -418,14 +424,9 @@ def _html(run: Path, store: Any, config: Any, space: Any, objectives: Sequence[O
     pool = objmod.feasible(cands)
     fr = objmod.front(cands, objectives)
     front_ids = {c.id for c in fr}
-    knee = None
-    if pool and len(objectives) > 1:
-        try:
-            knee = objmod.pick(cands, objectives, "knee")
-        except NasError:
-            knee = None
+    chosen = objmod.try_pick(cands, objectives) if pool and len(objectives) > 1 else None
     m = len(objectives)
-    hv = objmod.hypervolume(cands, objectives) if m > 1 else None
+    hv_text = objmod.hypervolume_text(cands, objectives)
     stopped = store.meta("stopped")
     created = store.meta("created")
     strategy = config.strategy
@@ -461,14 +462,15 @@ def _html(run: Path, store: Any, config: Any, space: Any, objectives: Sequence[O
         ("elapsed", _e(_duration(store.meta("elapsed", 0.0)) + " of search")),
         ("stopped by", _e(stopped) if stopped else '<span class="note">not finished (still running, or interrupted)</span>'),
     ]
-    if hv is not None:
-        summary.append(("hypervolume", _e(f"{hv:.4f}" if math.isfinite(hv) else "n/a (more than 3 objectives)")
-                        + ' <span class="note">(objectives normalised to [0, 1], reference point 1.1)</span>'))
+    if hv_text is not None:
+        hv = objmod.hypervolume(cands, objectives)
+        summary.append(("hypervolume", _e(hv_text) if hv is None else f'{hv:.4f} <span class="note">({_e(objmod.HV_RULE)})</span>'))
     if fr:
         best = fr[0]
         summary.append((f"best {objectives[0].name}", _e(f"#{best.id}: {_value(objectives[0], best.objectives[0])}")))
-    if knee is not None:
-        summary.append(("knee", _e(f"#{knee.id}: " + ", ".join(f"{o.name} {_value(o, v)}" for o, v in zip(objectives, knee.objectives)))))
+    if chosen is not None:
+        summary.append(("pick", _e(f"#{chosen.id}: " + ", ".join(f"{o.name} {_value(o, v)}" for o, v in zip(objectives, chosen.objectives)))
+                        + f' <span class="note">(what <code>nas export</code> takes by default: {_e(objmod.PICK_RULES[objmod.DEFAULT_PICK])})</span>'))
     if created:
         summary.append(("created", _e(_dt.datetime.fromtimestamp(float(created)).strftime("%Y-%m-%d %H:%M:%S"))))
     summary.append(("report", _e(f"nas {__version__}, {_dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}")))
@@ -498,14 +500,14 @@ def _html(run: Path, store: Any, config: Any, space: Any, objectives: Sequence[O
         title = "Pareto front" if m > 1 else "Best candidate"
         parts.append(f"<h2>{title} <span class=\"note\">({len(fr)} candidate{'s' if len(fr) != 1 else ''}, best "
                      f"{_e(objectives[0].name)} first)</span></h2>")
-        parts.append(_cand_table(fr, space, knee_id=knee.id if knee is not None else None))
+        parts.append(_cand_table(fr, space, pick_id=chosen.id if chosen is not None else None))
         if not any((c.test or {}).get("test_accuracy") is not None for c in fr):
             parts.append('<p class="note">Test accuracy is computed for the final front when the search ends.</p>')
     if pool:
         first = objectives[0]
         top = sorted(pool, key=lambda c: (-c.objectives[0] if first.direction == "max" else c.objectives[0], c.id))[:TOP]
         parts.append(f'<h2>Top {len(top)} by {_e(first.name)} <span class="note">(of {len(pool)} distinct feasible candidates)</span></h2>')
-        parts.append(_cand_table(top, space, front_ids=front_ids if m > 1 else None, knee_id=knee.id if knee is not None else None))
+        parts.append(_cand_table(top, space, front_ids=front_ids if m > 1 else None, pick_id=chosen.id if chosen is not None else None))
 
     fails = [c for c in evals if c.state in ("failed", "infeasible")]
     parts.append(f"<h2>Failures <span class=\"note\">({by_state['failed']} failed, {by_state['infeasible']} infeasible)</span></h2>")

@@ -5,6 +5,7 @@ candidates)."""
 from __future__ import annotations
 
 import hashlib
+import html
 import math
 import re
 import time
@@ -112,10 +113,11 @@ def test_two_objective_report(tab2: Path) -> None:
     for c in front:
         assert f"<tr><td>{c.id}" in page
         assert nas.load_space("nb201").format_arch(nas.load_space("nb201").make(c.arch)) in page
-    knee = objmod.pick(cands, objectives, "knee")
-    assert f"{knee.id} <span class=\"badge\">knee</span>" in page
+    chosen = objmod.pick(cands, objectives)
+    assert f"{chosen.id} <span class=\"badge\">pick</span>" in page
     hv = objmod.hypervolume(cands, objectives)
     assert f"{hv:.4f}" in page
+    assert html.escape(objmod.HV_RULE) in page  # the report says how it is normalised
     assert "Pareto front" in page and "Top 20 by accuracy" in page
     assert "test acc" in page and f"{front[0].test['test_accuracy']:.4f}" in page
     assert "stopped by</th><td>budget" in page
@@ -193,17 +195,23 @@ def test_hypervolume_series_ends_at_the_run_hypervolume(request, fixture: str) -
     for seq in (cands, evaluations(cands)):
         series = hypervolume_series(seq, objectives)
         assert len(series) == len(seq)
-        assert all(b >= a for a, b in zip(series, series[1:]))
+        shown = [v for v in series if not math.isnan(v)]
+        assert math.isnan(series[0]) and shown  # NaN until the bounds are fixed, then shown
+        assert all(b >= a for a, b in zip(shown, shown[1:]))
         assert series[-1] == pytest.approx(objmod.hypervolume(cands, objectives), rel=1e-12, abs=1e-12)
         assert series[-1] > 0
 
 
 def test_hypervolume_series_prefixes_are_exact_for_two_objectives(tab2: Path) -> None:
     cands, objectives = _candidates(tab2)
-    lower, upper = objmod.bounds(cands, objectives)
     series = hypervolume_series(cands, objectives)
     for k in (1, 5, 17, len(cands) // 2, len(cands)):
-        assert series[k - 1] == pytest.approx(objmod.hypervolume(cands[:k], objectives, lower, upper), abs=1e-12)
+        hv = objmod.hypervolume(cands[:k], objectives)  # what status showed after candidate k
+        assert (math.isnan(series[k - 1]) and hv is None) or series[k - 1] == pytest.approx(hv, abs=1e-12)
+    bounds = objmod.hv_bounds(cands, objectives)
+    given = hypervolume_series(cands, objectives, bounds)
+    for k in (1, 5, len(cands)):
+        assert given[k - 1] == pytest.approx(objmod.hypervolume(cands[:k], objectives, bounds), abs=1e-12)
 
 
 def test_best_so_far(faulty: Path) -> None:
@@ -233,7 +241,9 @@ def test_hypervolume_series_is_fast(m: int, simplex: bool) -> None:
     series = hypervolume_series(cands, objectives)
     elapsed = time.perf_counter() - t0
     assert elapsed < 2.0, f"{elapsed:.2f} s for 1,000 candidates"
-    assert all(b >= a for a, b in zip(series, series[1:]))
+    shown = series[objmod.HV_FIXED_BY - 1:]
+    assert all(math.isnan(v) for v in series[:objmod.HV_FIXED_BY - 1]) and not any(math.isnan(v) for v in shown)
+    assert all(b >= a for a, b in zip(shown, shown[1:]))
     assert series[-1] == pytest.approx(objmod.hypervolume(cands, objectives), rel=1e-12)
 
 
@@ -241,7 +251,8 @@ def test_hypervolume_series_edge_cases() -> None:
     objectives = objmod.parse_objectives("accuracy,params")
     assert hypervolume_series([], objectives) == []
     failed = Candidate(id=1, key="a", arch={}, state="failed", error="x")
-    assert hypervolume_series([failed], objectives) == [0.0]
+    assert all(math.isnan(v) for v in hypervolume_series([failed], objectives))  # bounds not fixed: nothing shown
+    assert all(math.isnan(v) for v in hypervolume_series(_synthetic(5, 1, False), objectives[:1]))  # one objective
     four = objmod.parse_objectives("accuracy,params,flops,latency")
     assert all(math.isnan(v) for v in hypervolume_series(_synthetic(5, 4, False), four))
 
@@ -268,3 +279,101 @@ def test_cli_report_usage(capsys) -> None:
         main(["report"])
     assert exc.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# -- one front, one hypervolume, one pick (issue 11) ------------------------------------------
+def _cand(i: int, acc: float, params: float, *, state: str = "complete", violation: float = 0.0, key: str | None = None,
+          extra: tuple[float, ...] = ()) -> Candidate:
+    return Candidate(id=i, key=key or f"k{i}", arch={}, state=state, violation=violation,
+                     objectives=(acc, params, *extra) if state == "complete" else None,
+                     metrics={"val_accuracy": acc, "params": params})
+
+
+def test_add_to_front_is_the_front_one_at_a_time() -> None:
+    rng = np.random.default_rng(3)
+    for m in (2, 3):
+        objectives = objmod.parse_objectives(["accuracy", "params", "latency"][:m])
+        for _ in range(30):
+            # one network per key (same key, same numbers), repeated keys, ties, failures
+            nets = [(float(rng.integers(0, 5)) / 4, float(rng.integers(0, 5)), (float(rng.integers(0, 4)),) if m == 3 else (),
+                     str(rng.choice(["complete", "complete", "complete", "failed", "infeasible"])), float(rng.random() < 0.1))
+                    for _ in range(40)]
+            cands = []
+            for i in range(1, 60):
+                k = int(rng.integers(0, 40))
+                acc, params, extra, state, violation = nets[k]
+                cands.append(_cand(i, acc, params, state=state, extra=extra, violation=violation, key=f"k{k}"))
+            front: list[Candidate] = []
+            for c in cands:
+                before = [f.id for f in front]
+                changed = objmod.add_to_front(front, c, objectives)
+                assert changed == ([f.id for f in front] != before)
+            assert sorted(f.id for f in front) == sorted(f.id for f in objmod.front(cands, objectives))
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_hypervolume_never_moves_for_a_dominated_candidate(m: int) -> None:
+    """Bounds are fixed by the first feasible evaluations: a later candidate that is dominated
+    (here: a huge network, which used to stretch the bounds and raise the number) changes nothing."""
+    objectives = objmod.parse_objectives(["accuracy", "params", "latency"][:m])
+    rng = np.random.default_rng(m)
+    cands = [_cand(i, float(rng.uniform(0.3, 0.9)), float(rng.uniform(1e3, 1e5)), extra=(1.0,) * (m - 2))
+             for i in range(1, 31)]
+    fixed = objmod.hypervolume(cands[:objmod.HV_FIXED_BY], objectives)
+    assert fixed is not None and fixed > 0
+    assert objmod.hypervolume(cands[:objmod.HV_FIXED_BY - 1], objectives) is None  # not fixed yet: none shown
+    for k in range(objmod.HV_FIXED_BY, len(cands) + 1):
+        hv = objmod.hypervolume(cands[:k], objectives)
+        for params in (2e5, 1e7, 1e12):  # dominated by the first candidate: worse accuracy, more parameters
+            worse = _cand(1000, cands[0].objectives[0] - 0.01, params, extra=(2.0,) * (m - 2))
+            assert objmod.hypervolume(cands[:k] + [worse], objectives) == hv
+        if k > objmod.HV_FIXED_BY:
+            assert hv >= objmod.hypervolume(cands[:k - 1], objectives)
+    # a better candidate raises it
+    assert objmod.hypervolume(cands + [_cand(2000, 0.99, 10.0, extra=(0.5,) * (m - 2))], objectives) > hv
+    # bounds wait for a running candidate with a smaller id
+    running = Candidate(id=2, key="r", arch={}, state="running")
+    assert objmod.hv_bounds([running] + cands[2:], objectives) is None
+
+
+def test_default_pick_is_not_a_near_chance_network() -> None:
+    """The front from the issue: 100% at 172 parameters, 68% at 100, 30% at 10: the knee took
+    68%; the default pick takes the accurate one, and within 0.01 of the best the smallest."""
+    objectives = objmod.parse_objectives("accuracy,params")
+    cands = [_cand(1, 1.0, 172), _cand(2, 0.68, 100), _cand(3, 0.30, 10), _cand(4, 0.1, 5000)]
+    assert objmod.pick(cands, objectives).id == 1
+    assert objmod.pick(cands + [_cand(5, 0.995, 150)], objectives).id == 5
+    assert objmod.pick(cands + [_cand(6, 0.985, 120)], objectives).id == 1  # 0.015 below the best: too far
+    assert objmod.pick(cands, objectives, "best-accuracy").id == 1
+    assert objmod.DEFAULT_PICK == "near-best"
+
+
+def test_status_table_marks_the_pick(tab2: Path, capsys) -> None:
+    cands, objectives = _candidates(tab2)
+    chosen = objmod.pick(cands, objectives)
+    assert main(["status", str(tab2)]) == 0
+    out = capsys.readouterr().out
+    marked = [line for line in out.splitlines() if line.startswith("*") and not line.startswith("* the pick")]
+    assert len(marked) == 1 and marked[0].split()[1] == str(chosen.id), out
+    assert "* the pick `nas export` takes by default (near-best)" in out
+
+
+def test_search_status_and_report_show_one_hypervolume(tmp_path: Path, nb201, capsys) -> None:
+    import json
+
+    run = tmp_path / "hv"
+    search(nb201, data="nb201:cifar10", objectives="accuracy,params", budget=40, run=run, progress=True)
+    rows = [line for line in capsys.readouterr().out.splitlines() if "hv " in line and line.lstrip().startswith("evaluated")]
+    assert rows, "the search printed its per-generation rows"
+    last = re.search(r"hv (\S+)", rows[-1]).group(1)
+    cands, objectives = _candidates(run)
+    hv = objmod.hypervolume(cands, objectives)
+    assert last == f"{hv:.4f}"
+    assert main(["status", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hypervolume"] == hv
+    assert main(["status", str(run)]) == 0
+    assert f"hypervolume {hv:.4f} (" in capsys.readouterr().out
+    page = write_report(run)["html"].read_text(encoding="utf-8")
+    assert f"<th>hypervolume</th><td>{hv:.4f} " in page
+    series = hypervolume_series(evaluations(cands), objectives)
+    assert series[-1] == pytest.approx(hv, rel=1e-12)  # the same front, summed in another order
