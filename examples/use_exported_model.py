@@ -1,7 +1,7 @@
 """Load an exported network and classify a few digits with it.
 
     nas search --run runs/demo                 # a search on digits (a few minutes on a CPU)
-    nas export runs/demo --out best/           # the knee of the Pareto front
+    nas export runs/demo --out best/           # the default pick of the Pareto front (near-best)
     python examples/use_exported_model.py best/
 
 The export holds the network's spec and weights, and the preprocessing its training data had;

@@ -6,7 +6,7 @@
     strategy.tell(Result(id=0, arch=proposal.arch, values=(loss,)))
 
 Registered: `random` (baseline), `evolution` (aging evolution, one objective), `nsga2`
-(NSGA-II with DEAP, several objectives and constraints), `rl` (a REINFORCE LSTM controller,
+(NSGA-II on nas.pareto, several objectives and constraints), `rl` (a REINFORCE LSTM controller,
 rewarded by accuracy or MnasNet's soft latency/size constraint; torch loads when it is built).
 """
 
