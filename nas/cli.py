@@ -182,19 +182,45 @@ def read_arch(space: Any, text: str) -> Any:
         raise UsageError(f"--arch: {exc.reason}") from None
 
 
+def _export_training(text: str) -> dict[str, Any] | None:
+    """The `training` record of an export's arch.json given as --arch (how the run trained it)."""
+    path = Path(text)
+    if text.lstrip().startswith(("{", "|")) or "=" in text or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return None
+    training = data.get("training") if isinstance(data, dict) else None
+    return training if isinstance(training, dict) else None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .evaluators import TrainingEvaluator
 
+    # an export's arch.json carries the run's training settings: they are the defaults here, so
+    # the run's number reproduces; a flag given on the command line wins
+    run = _export_training(args.arch) or {}
+    options = dict(run.get("options") or {})
+    given = {"max_epochs": args.epochs, "patience": args.patience, "time_limit": args.time_limit,
+             "cuda_graph": False if args.no_cuda_graph else None}
+    options.update({k: v for k, v in given.items() if v is not None})
+    seed = args.seed if args.seed is not None else int(run.get("seed", 0))
+    data = args.data or run.get("data") or "digits"
+    data_seed = args.data_seed if args.data_seed is not None else int(run.get("data_seed", 0))
+    data_dir = args.data_dir or (run.get("data_dir") if data == run.get("data") else None)
     space = _load(args.space)
-    evaluator = TrainingEvaluator(args.data, device=args.device, data_seed=args.data_seed, data_dir=args.data_dir, download=args.download, latency=args.latency,
-                                  max_epochs=args.epochs, patience=args.patience, time_limit=args.time_limit,
-                                  **({"cuda_graph": False} if args.no_cuda_graph else {}))
+    evaluator = TrainingEvaluator(data, device=args.device, data_seed=data_seed, data_dir=data_dir, download=args.download, latency=args.latency,
+                                  **options)
     space = evaluator.fit_space(space)
     arch = read_arch(space, args.arch)
     ds = evaluator.dataset
     if not args.json:
         print(f"data   {ds.summary()}")
         print(f"arch   {space.format_arch(arch)}")
+        if run:
+            shown = ", ".join(f"{k} {v}" for k, v in options.items())
+            print(f"train  as the run trained it (from {args.arch}): seed {seed}, data seed {data_seed}" + (f", {shown}" if shown else ""))
         print(f"device {evaluator.device}\n")
         print(f"{'epoch':>5}  {'train loss':>10}  {'val loss':>9}  {'val acc':>8}  {'lr':>9}  {'seconds':>7}")
 
@@ -202,7 +228,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{rec['epoch']:>5}  {rec['train_loss']:>10.4f}  {rec['val_loss']:>9.4f}  {rec['val_accuracy']:>8.4f}  {rec['lr']:>9.3g}  {rec['seconds']:>7.2f}", flush=True)
 
-    result = evaluator.evaluate(space, arch, seed=args.seed, on_epoch=show)
+    result = evaluator.evaluate(space, arch, seed=seed, on_epoch=show)
     out: dict[str, Any] = {"status": result.status, **result.metrics}
     if result.error:
         out["error"] = result.error
@@ -269,6 +295,34 @@ def _print_end(result: Any, space: Any) -> None:
     print(f"\nrun saved in {result.run}; next: nas status {result.run} | nas report {result.run} | nas export {result.run} --out best/")
 
 
+#: `nas search` flags that only mean something when candidates are trained (not for nb201:* tables)
+TRAINING_FLAGS = (("epochs", "--epochs"), ("patience", "--patience"), ("time_limit", "--time-limit"),
+                  ("no_cuda_graph", "--no-cuda-graph"), ("device", "--device"), ("latency_mode", "--latency-mode"),
+                  ("latency_batch", "--latency-batch"), ("keep_weights", "--keep-weights"), ("data_seed", "--data-seed"),
+                  ("data_dir", "--data-dir"), ("download", "--download"))
+
+
+def check_search_flags(args: argparse.Namespace, tabular: bool) -> None:
+    """Refuse flags that would be accepted and then ignored, then fill in the defaults."""
+    if tabular:
+        given = [flag for name, flag in TRAINING_FLAGS if getattr(args, name, None) not in (None, False)]
+        if given:
+            raise UsageError(f"{', '.join(given)}: not used with --data {args.data} (NAS-Bench-201's tables answer "
+                             "without training); --latency-device picks the table's latency column")
+    elif args.latency_mode == "cuda_graph" and not str(args.latency_device or "cpu").startswith("cuda"):
+        raise UsageError("--latency-mode cuda_graph times latency on a GPU: add --latency-device cuda")
+    for expr in args.constraint or ():
+        for part in expr.split(","):
+            if "<" in part and "<=" not in part:
+                raise UsageError(f"constraint {part.strip()!r}: write <= (a constraint is an upper bound that a candidate may reach)")
+    if args.device is None:
+        args.device = "auto"
+    if args.data_seed is None:
+        args.data_seed = 0
+    if args.keep_weights is None:
+        args.keep_weights = "all"
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from . import objectives as objmod
     from .executors import default_workers
@@ -277,6 +331,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .tabular import parse_tabular
 
     tabular = parse_tabular(args.data)
+    check_search_flags(args, tabular is not None)
     space_spec = args.space or ("nb201" if tabular else "cnn")
     space = load_space(space_spec)
     objectives = objmod.parse_objectives(args.objectives)
@@ -386,7 +441,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     formats = tuple(f.strip() for f in (args.format or "").split(",") if f.strip())
     done = export(args.run, args.out, pick=args.pick, max_params=args.max_params, max_latency_ms=args.max_latency_ms,
-                  retrain=args.retrain, formats=formats, device=args.device, progress=True)
+                  retrain=args.retrain, formats=formats, device=args.device, progress=True, force=args.force)
     m, t, r = done["metrics"], done["test"], done["retrained"]
     print(f"exported candidate {done['candidate']}: {done['summary']}")
     scores = [f"val acc {m['val_accuracy']:.4f}" if "val_accuracy" in m else "", f"test acc {t['test_accuracy']:.4f}" if t.get("test_accuracy") is not None else "",
@@ -435,15 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one architecture and print an epoch-by-epoch table")
     p.add_argument("space", metavar="SPACE", help="a YAML file or a shipped space name")
     p.add_argument("--arch", required=True, help="JSON file or text, a NAS-Bench-201 string, label=value pairs, or random[:SEED]")
-    p.add_argument("--data", default="digits", help="digits, mnist5k, a .npz file, an image folder, ... (default digits)")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--data", help="digits, mnist5k, a .npz file, an image folder, ... (default: the run's for an export's arch.json, else digits)")
+    p.add_argument("--data-seed", type=int, help="seed of the train/val/test split (default: the run's, else 0)")
     p.add_argument("--data-dir", help="folder of torchvision datasets (default $NAS_DATA_DIR or ~/.cache/nas/data)")
     p.add_argument("--download", action="store_true", help="download a torchvision dataset that is not there yet")
-    p.add_argument("--epochs", type=_positive_int, help="cap on the architecture's epochs")
-    p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience in epochs (default 5)")
+    p.add_argument("--epochs", type=_positive_int, help="cap on the architecture's epochs (default: the run's cap, if any)")
+    p.add_argument("--patience", type=_positive_int, help="early-stopping patience in epochs (default: the run's, else 5)")
     p.add_argument("--time-limit", type=float, help="seconds of training at most")
     _graph_flag(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="training seed (default: the seed the run trained this network with, else 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--latency", action="store_true", help="also measure batch-1 latency")
     p.add_argument("--test", action="store_true", help="also report test accuracy")
@@ -458,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="run an architecture search (defaults: a real search on digits)")
     p.add_argument("--space", help="a YAML file or a shipped space (default: cnn; nb201 for --data nb201:*)")
     p.add_argument("--data", default="digits", help="digits (default), mnist5k, a .npz file, an image folder, or nb201:cifar10|cifar100|imagenet16")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--data-seed", type=int, help="seed of the train/val/test split (default 0)")
     p.add_argument("--data-dir", help="folder of torchvision datasets (default $NAS_DATA_DIR or ~/.cache/nas/data)")
     p.add_argument("--download", action="store_true", help="download a torchvision dataset that is not there yet")
     p.add_argument("--objectives", default="accuracy,params", help="comma-separated: accuracy, params, flops, latency (default accuracy,params)")
@@ -472,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy-option", action="append", metavar="KEY=VALUE", help="any other strategy option (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run", help="run directory (default runs/<space>-<data>-<time>)")
-    p.add_argument("--device", default="auto", help="training device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--device", help="training device: auto (default), cpu, cuda, cuda:N")
     p.add_argument("--epochs", type=_positive_int, help="cap on each candidate's training epochs")
     p.add_argument("--patience", type=_positive_int, help="early-stopping patience (default 5)")
     p.add_argument("--time-limit", type=_duration, help="training time limit per candidate")
@@ -480,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-device", help="latency measured on: cpu (default) or cuda; for nb201:* a table column such as 1080ti_bs1_ms")
     p.add_argument("--latency-mode", choices=("eager", "cuda_graph"), help="on CUDA: eager (default) or cuda_graph latency")
     p.add_argument("--latency-batch", type=_positive_int, help="batch size of latency measurements (default 1)")
-    p.add_argument("--keep-weights", choices=("all", "front", "none"), default="all", help="trained weights to keep (default all)")
+    p.add_argument("--keep-weights", choices=("all", "front", "none"), help="trained weights to keep (default all)")
     p.add_argument("--max-failures", type=_positive_int, default=10, help="stop after this many failures in a row (default 10)")
     p.add_argument("--workers", type=_positive_int, help="parallel evaluations with --backend process or ray (default: one per GPU here, or 1)")
     p.add_argument("--backend", default="inline", help="inline (default), process or ray")
@@ -515,7 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain", type=_positive_int, metavar="EPOCHS", help="train the pick afresh on train+validation first and report its test accuracy")
     p.add_argument("--format", help="also write torchscript and/or onnx (comma-separated)")
     p.add_argument("--device", default="auto", help="device for --retrain")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="empty, new, or an earlier export of the same candidate (replaced whole)")
+    p.add_argument("--force", action="store_true", help="replace --out whatever it holds (as a whole: no stale files stay)")
     p.set_defaults(func=cmd_export)
     return parser
 

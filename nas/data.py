@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,9 @@ class Dataset:
     scale: float = 1.0
     mean: np.ndarray | None = field(default=None, repr=False)
     std: np.ndarray | None = field(default=None, repr=False)
+    # how the source laid out its images: "NCHW", or "NHWC" (channel-last, transposed on loading)
+    source_layout: str | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for split in ("train", "val", "test"):
@@ -87,11 +91,29 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     def summary(self) -> str:
-        """One line: name, input shape, split sizes and number of classes."""
+        """One line: name, input shape, split sizes and number of classes (and any note)."""
         return (
             f"{self.name}: input {self.input_shape}, {self.num_classes} classes, "
             f"train/val/test {len(self.x_train)}/{len(self.x_val)}/{len(self.x_test)}"
-        )
+        ) + "".join(f"; {note}" for note in self.notes)
+
+    def preprocessing(self, data: str | None = None) -> dict[str, Any]:
+        """What turns a raw input into what the network sees, as plain JSON: kept with a run at
+        its start, so an export needs neither the data nor the directory it was read from."""
+        image = len(self.input_shape) == 3
+        return {
+            "data": data if data is not None else self.name,
+            "input_shape": list(self.input_shape),
+            "layout": "NCHW" if image else "features",
+            "source_layout": (self.source_layout or "NCHW") if image else "features",
+            "scale": float(self.scale),
+            "mean": None if self.mean is None else [float(v) for v in np.asarray(self.mean).reshape(-1)],
+            "std": None if self.std is None else [float(v) for v in np.asarray(self.std).reshape(-1)],
+            "class_names": list(self.class_names) if self.class_names else None,
+            "note": "the network expects (raw / scale - mean) / std, mean and std per channel (images) or per feature"
+                    + ("; raw images are channel-last (N, H, W, C) and are transposed to (N, C, H, W) first"
+                       if image and self.source_layout == "NHWC" else ""),
+        }
 
     def __repr__(self) -> str:
         # The default dataclass repr would print whole arrays.
@@ -115,6 +137,8 @@ class RawData:
     y_val: np.ndarray | None = None
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    source_layout: str | None = None  # "NHWC" when the source's images were channel-last
+    notes: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -233,6 +257,8 @@ def load_dataset(
         scale=scale,
         mean=mean,
         std=std,
+        source_layout=raw.source_layout,
+        notes=raw.notes,
     )
 
 
@@ -336,7 +362,7 @@ def _freeze(raw: RawData) -> RawData:
             arr = np.array(arr, copy=True)
             arr.setflags(write=False)
         frozen[k] = arr
-    return RawData(scale=raw.scale, class_names=raw.class_names, **frozen)
+    return RawData(scale=raw.scale, class_names=raw.class_names, source_layout=raw.source_layout, notes=raw.notes, **frozen)
 
 
 def _check_raw(name: str, raw: RawData) -> None:
@@ -469,6 +495,7 @@ def _load_npz(path: Path) -> RawData:
             have, lack = (f"x{split}", f"y{split}") if f"x{split}" in arrays else (f"y{split}", f"x{split}")
             raise DataError(f"{where}: has {have!r} but is missing key {lack!r}")
 
+    layout = _image_layout(arrays["x"])
     xs: dict[str, np.ndarray] = {}
     for key in ("x", "x_val", "x_test"):
         if key not in arrays:
@@ -486,6 +513,8 @@ def _load_npz(path: Path) -> RawData:
             raise DataError(f"{where}: {key!r} contains NaN or infinite values")
         if x.dtype.kind == "b":
             x = x.astype(np.uint8)
+        if x.ndim == 4 and layout == "NHWC":
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         xs[key] = x
     if len(xs["x"]) == 0:
         raise DataError(f"{where}: 'x' is empty")
@@ -534,7 +563,26 @@ def _load_npz(path: Path) -> RawData:
         y_val=ids.get("y_val"),
         x_test=xs.get("x_test"),
         y_test=ids.get("y_test"),
+        source_layout=layout,
+        notes=(f"'x' is channel-last {tuple(arrays['x'].shape)}: read as (N, C, H, W) {tuple(xs['x'].shape)}",)
+        if layout == "NHWC" else (),
     )
+
+
+_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
+
+
+def _image_layout(x: np.ndarray) -> str | None:
+    """`NCHW` or `NHWC` for a 4-D image array (None otherwise). Channel-last when only the last
+    axis looks like channels (1, 3 or 4); when both the second and the last do, channel-first
+    unless only the channel-last reading gives square images. Anything else is channel-first."""
+    if x.ndim != 4:
+        return None
+    first, last = x.shape[1] in _CHANNELS, x.shape[-1] in _CHANNELS
+    if first and last:
+        square_first, square_last = x.shape[2] == x.shape[3], x.shape[1] == x.shape[2]
+        return "NHWC" if square_last and not square_first else "NCHW"
+    return "NHWC" if last and not first else "NCHW"
 
 
 def _label_name(value: object) -> str:

@@ -88,7 +88,12 @@ class TrainingEvaluator:
         self.latency = latency
         self.latency_options = dict(device=latency_device, batch_size=latency_batch, mode=latency_mode, threads=latency_threads)
         self.keep_weights = keep_weights
+        self.data_spec = data if isinstance(data, str) else self.dataset.name
         self._retargeted: dict[str, SearchSpace] = {}
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The data's preprocessing as plain JSON (see `nas.data.Dataset.preprocessing`)."""
+        return self.dataset.preprocessing(self.data_spec)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -190,6 +195,14 @@ class TrainingEvaluator:
             model.to(self.device)
             loss, acc = evaluate(model, self.data, "test", TrainConfig.for_arch(train, device=str(self.device), **self.train_options))
         return {"test_loss": loss, "test_accuracy": acc}
+
+
+def run_preprocessing(evaluator: Any) -> dict[str, Any] | None:
+    """What turns a raw input into what `evaluator`'s networks see (scale, mean, std, shape,
+    layout, class names), as plain JSON to keep with a run; None for an evaluator that trains
+    nothing (a tabular benchmark) or does not say."""
+    get = getattr(evaluator, "preprocessing", None)
+    return get() if callable(get) else None
 
 
 def _to_cpu(obj: Any) -> Any:

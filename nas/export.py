@@ -17,8 +17,10 @@ with fresh weights for another input or class count.
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,6 +35,7 @@ from .store import Candidate, RunError
 
 EXPORT_FORMAT = 1
 FORMATS = ("torchscript", "onnx")
+FILE_NAMES = {"arch": "arch.json", "weights": "weights.pt", "model": "model.py", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 
 
 def _pick(store: Any, objectives: list[Any], pick: str, max_params: float | None, max_latency_ms: float | None) -> Candidate:
@@ -45,20 +48,6 @@ def _pick(store: Any, objectives: list[Any], pick: str, max_params: float | None
             raise UsageError(f"{store.path}: candidate {pick} is {cand.state}{why}; only complete candidates can be exported")
         return cand
     return objmod.pick(store.candidates(["complete"]), objectives, pick, max_params=max_params, max_latency_ms=max_latency_ms)
-
-
-def _preprocessing(dataset: Any) -> dict[str, Any] | None:
-    if dataset is None or dataset.mean is None:
-        return None
-    return {"scale": float(dataset.scale), "mean": [float(v) for v in dataset.mean.reshape(-1)],
-            "std": [float(v) for v in dataset.std.reshape(-1)],
-            "note": "the network expects (raw / scale - mean) / std, mean and std per channel (images) or per feature"}
-
-
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def model_source(spec: Mapping[str, Any], preprocessing: Mapping[str, Any] | None) -> str:
@@ -99,23 +88,97 @@ def load(weights: str | None = None, map_location: str = "cpu") -> Network:
 
 
 def preprocess(x: torch.Tensor) -> torch.Tensor:
-    """Raw inputs -> what the network was trained on ((raw / scale - mean) / std)."""
+    """Raw inputs -> what the network was trained on ((raw / scale - mean) / std); images that
+    the data source laid out channel-last (N, H, W, C) are transposed to (N, C, H, W) first."""
     x = torch.as_tensor(x, dtype=torch.float32)
     if PREPROCESSING is None:
+        return x
+    if x.dim() == 4 and PREPROCESSING.get("source_layout") == "NHWC":
+        x = x.permute(0, 3, 1, 2)
+    x = x / PREPROCESSING["scale"]
+    if PREPROCESSING.get("mean") is None:
         return x
     mean = torch.tensor(PREPROCESSING["mean"])
     std = torch.tensor(PREPROCESSING["std"])
     if x.dim() == 4:
         mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
-    return (x / PREPROCESSING["scale"] - mean) / std
+    return (x - mean) / std
 '''
 
 
-def export(run: str | Path, out: str | Path, *, pick: str = "knee", max_params: float | None = None,
+def _same_candidate(out: Path, run_path: Path, cand_id: int) -> bool:
+    """True when `out` holds an export of candidate `cand_id` of the run at `run_path`."""
+    try:
+        info = json.loads((out / "arch.json").read_text())
+        return Path(info["run"]).resolve() == run_path.resolve() and int(info["candidate"]) == cand_id
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory; pick another --out")
+
+
+def _place(tmp: Path, out: Path) -> None:
+    """Put the finished export `tmp` at `out`, replacing what was there as a whole."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old{os.getpid()}")
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _onnx_ready() -> None:
+    missing = []
+    for module in ("onnx", "onnxscript"):  # torch's exporter needs both (onnxscript since torch 2.9)
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise UsageError(f"ONNX export needs {' and '.join(missing)}: pip install 'nas[onnx]'")
+
+
+def _write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    import inspect
+    import logging
+    import warnings
+
+    options: dict[str, Any] = {}
+    if "external_data" in inspect.signature(torch.onnx.export).parameters:
+        options["external_data"] = False  # one self-contained file (these networks are far below 2 GB)
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the exporter logs every optional torchvision op it skips
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, verbose=False, **options)
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise UsageError(f"ONNX export failed ({type(exc).__name__}: {text}); nothing was written") from None
+    finally:
+        quiet.setLevel(level)
+
+
+def export(run: str | Path, out: str | Path, *, pick: str = "near-best", max_params: float | None = None,
            max_latency_ms: float | None = None, retrain: int | None = None, formats: tuple[str, ...] = (),
-           device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """Export one candidate of `run` into `out`; returns what was written and the candidate's scores."""
-    from .runs import Run
+           device: str = "auto", progress: bool = True, force: bool = False) -> dict[str, Any]:
+    """Export one candidate of `run` into `out`; returns what was written and the candidate's scores.
+
+    Everything is written into a temporary directory beside `out` and renamed to `out` at the
+    end, so a failed export leaves nothing behind. An `out` that exists must be empty or an
+    earlier export of the same candidate (it is then replaced as a whole); `force=True` replaces
+    any directory."""
+    from .runs import Run, seed_for
     from .tabular import parse_tabular
 
     for fmt in formats:
@@ -124,19 +187,17 @@ def export(run: str | Path, out: str | Path, *, pick: str = "knee", max_params: 
     if retrain is not None and retrain < 1:
         raise UsageError(f"--retrain takes a positive number of epochs, got {retrain}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "arch.json").exists())):
-        raise UsageError(f"{out}: exists and is not empty (and not an earlier export); pick another --out")
+    _check_out(out)
     if "onnx" in formats:
-        try:
-            import onnx  # noqa: F401
-        except ImportError:
-            raise UsageError("ONNX export needs the onnx package: pip install 'nas[onnx]'") from None
+        _onnx_ready()
 
-    opened = Run(run)
-    store, config, space, objectives = opened.store, opened.config, opened.space, opened.objectives
-    with store:
+    with Run(run) as opened:
+        store, config, space, objectives = opened.store, opened.config, opened.space, opened.objectives
         cand = _pick(store, objectives, pick, max_params, max_latency_ms)
-        source_id = int(cand.source.split("#")[1]) if cand.source else cand.id
+        if out.is_dir() and any(out.iterdir()) and not force and not _same_candidate(out, store.path, cand.id):
+            raise UsageError(f"{out}: not empty and not an export of candidate {cand.id} of this run; "
+                             "pick another --out, or --force to replace it")
+        source_id = cand.weights_id
         tabular = parse_tabular(config.data) is not None
         weights_file = store.weights_path(source_id)
         if retrain is None and (tabular or not weights_file.exists()):
@@ -148,19 +209,27 @@ def export(run: str | Path, out: str | Path, *, pick: str = "knee", max_params: 
         weights = store.load_weights(source_id) if retrain is None else None
         arch = space.make(cand.arch)
         run_path, metrics, test = str(store.path), dict(cand.metrics), dict(cand.test or {})
+        prep = opened.meta("preprocessing")
+        seed = seed_for(config.seed, cand.key)
 
     from .build import build_model
     from .data import load_dataset
+    from .train import unwrap_state
 
-    dataset = load_dataset(config.data, seed=config.data_seed) if not tabular else None
+    dataset = None
+    if not tabular and (retrain is not None or prep is None):
+        # retraining needs the data; a run from before preprocessing was kept with it needs the
+        # statistics: read from where the run read them (its data_dir), never downloaded
+        dataset = load_dataset(config.data, seed=config.data_seed, data_dir=config.data_dir)
+        if prep is None:
+            prep = dataset.preprocessing(config.data)
     retrained: dict[str, Any] | None = None
     if retrain is not None:
-        weights, retrained = _retrain(space, arch, dataset, config, retrain, device, progress)
+        weights, retrained = _retrain(space, arch, dataset, config, retrain, device, progress, seed)
     model = build_model(space, arch)
-    model.load_state_dict(weights)
+    model.load_state_dict(unwrap_state(weights))
     model.eval()
     resolved = space.resolve(arch)
-    prep = _preprocessing(dataset)
     info = {
         "format": EXPORT_FORMAT,
         "nas_version": __import__("nas").__version__,
@@ -171,10 +240,13 @@ def export(run: str | Path, out: str | Path, *, pick: str = "knee", max_params: 
         "space": {"name": space.name, "fingerprint": space.fingerprint, "source": space.source, "definition": space.raw},
         "input_shape": list(space.input_shape),
         "classes": space.classes,
-        "class_names": list(dataset.class_names) if dataset is not None and dataset.class_names else None,
+        "class_names": (prep or {}).get("class_names"),
         "net": resolved.net,
         "train": resolved.train,
         "preprocessing": prep,
+        # how the run trained it: `nas train SPACE --arch arch.json` trains it the same way
+        "training": {"seed": seed, "data": config.data, "data_seed": config.data_seed, "data_dir": config.data_dir,
+                     "options": dict(config.train), "device": metrics.get("device")},
         "metrics": metrics,
         "test": test,
         "retrained": retrained,
@@ -182,40 +254,41 @@ def export(run: str | Path, out: str | Path, *, pick: str = "knee", max_params: 
         "candidate": cand.id,
         "data": config.data,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    buf = tempfile.SpooledTemporaryFile()
-    torch.save(model.state_dict(), buf)
-    buf.seek(0)
-    _atomic_write(out / "weights.pt", buf.read())
-    _atomic_write(out / "model.py", model_source(resolved.net, prep))
-    _atomic_write(out / "arch.json", json.dumps(info, indent=2, default=str))
-    written = {"arch": out / "arch.json", "weights": out / "weights.pt", "model": out / "model.py"}
-    example = torch.zeros(1, *space.input_shape)
-    if "torchscript" in formats:
-        import warnings
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
+    try:
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        (tmp / "weights.pt").write_bytes(buf.getvalue())
+        (tmp / "model.py").write_text(model_source(resolved.net, prep))
+        (tmp / "arch.json").write_text(json.dumps(info, indent=2, default=str))
+        names = ["arch", "weights", "model"]
+        example = torch.zeros(1, *space.input_shape)
+        if "torchscript" in formats:
+            import warnings
 
-        with warnings.catch_warnings():
-            # the input reshape check is fixed at trace time: the traced model takes input_shape
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.9+ prefers torch.export; TorchScript still loads everywhere
-            traced = torch.jit.trace(model, example)
-        tmp = out / ".model.torchscript.pt.tmp"
-        traced.save(str(tmp))
-        os.replace(tmp, out / "model.torchscript.pt")
-        written["torchscript"] = out / "model.torchscript.pt"
-    if "onnx" in formats:
-        tmp = out / ".model.onnx.tmp"
-        torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-        os.replace(tmp, out / "model.onnx")
-        written["onnx"] = out / "model.onnx"
-    _atomic_write(out / "README.md", _readme(info, sorted(written)))
-    written["readme"] = out / "README.md"
-    return {"candidate": cand.id, "files": written, "metrics": metrics, "test": test, "retrained": retrained, "summary": info["summary"]}
+            with warnings.catch_warnings():
+                # the input reshape check is fixed at trace time: the traced model takes input_shape
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.9+ prefers torch.export; TorchScript still loads everywhere
+                traced = torch.jit.trace(model, example)
+            traced.save(str(tmp / "model.torchscript.pt"))
+            names.append("torchscript")
+        if "onnx" in formats:
+            _write_onnx(model, example, tmp / "model.onnx")
+            names.append("onnx")
+        (tmp / "README.md").write_text(_readme(info, sorted(names)))
+        _place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    files = {name: out / FILE_NAMES[name] for name in names}
+    files["readme"] = out / "README.md"
+    return {"candidate": cand.id, "files": files, "metrics": metrics, "test": test, "retrained": retrained, "summary": info["summary"]}
 
 
 def _retrain(space: SearchSpace, arch: Architecture, dataset: Any, config: Any, epochs: int, device: str,
-             progress: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+             progress: bool, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Train the architecture afresh on train + validation for `epochs`, score it on test."""
     import numpy as np
 
@@ -227,9 +300,10 @@ def _retrain(space: SearchSpace, arch: Architecture, dataset: Any, config: Any, 
                      dataset.x_val[:0], dataset.y_val[:0], dataset.x_test, dataset.y_test, dataset.num_classes, dataset.class_names,
                      dataset.scale, dataset.mean, dataset.std)
     data = DeviceData(merged, device)
-    torch.manual_seed(config.seed)
-    model = build_model(space, arch)
-    cfg = TrainConfig.for_arch(space.resolve(arch).train, epochs=epochs, patience=None, seed=config.seed, device=str(data.device),
+    with torch.random.fork_rng(devices=[]):  # initialised as the search initialised it
+        torch.default_generator.manual_seed(seed)
+        model = build_model(space, arch)
+    cfg = TrainConfig.for_arch(space.resolve(arch).train, epochs=epochs, patience=None, seed=seed, device=str(data.device),
                                **{k: v for k, v in config.train.items() if k not in ("max_epochs", "patience", "time_limit")})
     log = (lambda r: print(f"  retrain epoch {r['epoch']:>3}  train loss {r['train_loss']:.4f}", flush=True)) if progress else None
     result = fit(model, data, cfg, on_epoch=log)
@@ -287,8 +361,7 @@ def _readme(info: Mapping[str, Any], files: list[str]) -> str:
         lines += ["", "TorchScript: `torch.jit.load('model.torchscript.pt')` (inputs of the shape above)."]
     if "onnx" in files:
         lines += ["", "ONNX: `model.onnx`, input `input` (dynamic batch), output `logits`."]
-    names = {"arch": "arch.json", "weights": "weights.pt", "model": "model.py", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
-    lines += ["", f"Files: {', '.join(names[f] for f in files)}, README.md."]
+    lines += ["", f"Files: {', '.join(FILE_NAMES[f] for f in files)}, README.md."]
     return "\n".join(lines) + "\n"
 
 
