@@ -411,3 +411,39 @@ def test_torchvision_missing_files_with_fake_module(tmp_path: Path, monkeypatch:
 def test_register_dataset_rejects_duplicates() -> None:
     with pytest.raises(ValueError, match="already registered"):
         nd.register_dataset("digits")(lambda d, dl: None)  # type: ignore[arg-type,return-value]
+
+
+# --------------------------------------------------------------------------- channel-last images
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_npz_channel_last_images_are_transposed_with_a_note(tmp_path: Path, channels: int) -> None:
+    rng = np.random.default_rng(0)
+    nchw = rng.integers(0, 255, size=(60, channels, 6, 6)).astype(np.uint8)
+    y = np.arange(60) % 3
+    first = load_dataset(str(_save(tmp_path / "first.npz", x=nchw, y=y)))
+    last = load_dataset(str(_save(tmp_path / "last.npz", x=nchw.transpose(0, 2, 3, 1).copy(), y=y,
+                                  x_test=nchw[:9].transpose(0, 2, 3, 1).copy(), y_test=y[:9])))
+    assert last.input_shape == (channels, 6, 6)
+    assert "channel-last" in last.summary() and "channel-last" not in first.summary()
+    assert last.preprocessing()["source_layout"] == "NHWC" and first.preprocessing()["source_layout"] == "NCHW"
+    # the same pixels as the channel-first file: same train statistics, same test images
+    np.testing.assert_allclose(last.mean, load_dataset(str(_save(tmp_path / "t.npz", x=nchw, y=y, x_test=nchw[:9], y_test=y[:9]))).mean)
+    ref = load_dataset(str(tmp_path / "t.npz"))
+    np.testing.assert_array_equal(last.x_test, ref.x_test)
+
+
+def test_npz_ambiguous_layout_reads_channel_first(tmp_path: Path) -> None:
+    # (N, 3, 4, 4) could be read as 3x4 images of 4 channels: the square, channel-first reading wins
+    x = np.zeros((30, 3, 4, 4), dtype=np.float32)
+    ds = load_dataset(str(_save(tmp_path / "a.npz", x=x, y=np.arange(30) % 2)))
+    assert ds.input_shape == (3, 4, 4) and ds.preprocessing()["source_layout"] == "NCHW"
+
+
+def test_preprocessing_is_plain_json(digits: Dataset) -> None:
+    import json
+
+    prep = digits.preprocessing("digits")
+    assert json.loads(json.dumps(prep)) == prep
+    assert prep["scale"] == 16.0 and len(prep["mean"]) == 1 and prep["input_shape"] == [1, 8, 8]
+    assert prep["class_names"] == [str(i) for i in range(10)] and prep["layout"] == "NCHW"

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -204,17 +205,6 @@ def test_failed_unknown_and_unusable_candidates_are_one_line_errors(tmp_path: Pa
     assert not any((tmp_path / n).exists() for n in "abcdefg")
 
 
-def test_onnx_is_optional(tmp_path: Path, capsys) -> None:
-    run = make_run(tmp_path)
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        assert "pip install 'nas[onnx]'" in cli_error(capsys, "export", str(run), "--format", "onnx", "--out", str(tmp_path / "o"))
-    else:
-        export(run, tmp_path / "o", formats=("onnx",), progress=False)
-        assert (tmp_path / "o" / "model.onnx").stat().st_size > 0
-
-
 @pytest.mark.slow
 def test_retrain_reports_test_accuracy(tmp_path: Path) -> None:
     run = tmp_path / "trained"
@@ -233,3 +223,122 @@ def test_example_script_classifies_digits(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=True, timeout=120)
     right = int(out.stdout.strip().splitlines()[-1].split("/")[0])
     assert right >= 15, out.stdout
+
+
+# -- issue 11: what an export writes is whole, and it is the run's ------------------------------
+def test_onnx_runs_in_onnxruntime_like_torch(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")  # the onnx extra (in requirements-dev.txt)
+    import numpy as np
+
+    for name in ("mlp", "cnn"):
+        out = tmp_path / f"onnx-{name}"
+        export(make_run(tmp_path, name, budget=2), out, pick="best-accuracy", formats=("onnx",), progress=False)
+        assert sorted(p.name for p in out.iterdir()) == ["README.md", "arch.json", "model.onnx", "model.py", "weights.pt"]
+        x = torch.randn(5, 1, 8, 8)  # another batch size than the one exported with
+        got = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+        with torch.no_grad():
+            want = load_model(out)(x).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_a_failed_export_leaves_nothing_and_keeps_the_earlier_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    run = make_run(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    monkeypatch.setitem(sys.modules, "onnxscript", types.ModuleType("onnxscript"))
+    monkeypatch.setitem(sys.modules, "onnx", types.ModuleType("onnx"))
+    err = cli_error(capsys, "export", str(run), "--pick", "1", "--format", "onnx", "--out", str(tmp_path / "new"))
+    assert "ONNX export failed" in err and "exporter exploded" in err
+    assert not (tmp_path / "new").exists()
+    export(run, tmp_path / "old", pick="1", progress=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()}
+    with pytest.raises(nas.errors.UsageError):
+        export(run, tmp_path / "old", pick="1", formats=("onnx",), progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
+
+
+def test_onnx_needs_onnxscript_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    run = make_run(tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import fails
+    err = cli_error(capsys, "export", str(run), "--format", "onnx", "--out", str(tmp_path / "o"))
+    assert "onnxscript" in err and "pip install 'nas[onnx]'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_of_another_candidate_is_refused_and_force_replaces_it_whole(tmp_path: Path, capsys) -> None:
+    run = make_run(tmp_path, budget=3)
+    out = tmp_path / "best"
+    export(run, out, pick="1", formats=("torchscript",), progress=False)
+    # the same candidate again: replaced whole, so the TorchScript file of the first export goes
+    export(run, out, pick="1", progress=False)
+    assert not (out / "model.torchscript.pt").exists()
+    err = cli_error(capsys, "export", str(run), "--pick", "2", "--out", str(out))
+    assert "not an export of candidate 2" in err and "--force" in err
+    assert json.loads((out / "arch.json").read_text())["candidate"] == 1
+    (out / "notes.txt").write_text("stale")
+    assert main(["export", str(run), "--pick", "2", "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "arch.json").read_text())["candidate"] == 2 and not (out / "notes.txt").exists()
+    (tmp_path / "file").write_text("x")
+    assert "not a directory" in cli_error(capsys, "export", str(run), "--out", str(tmp_path / "file"), "--force")
+
+
+def test_export_reads_the_preprocessing_kept_with_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a run on a .npz given by a relative path, exported from another directory after the file
+    # is gone: the statistics come from the run, not from reloading the data
+    import numpy as np
+
+    work = tmp_path / "work"
+    work.mkdir()
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    x = (rng.normal(size=(90, 5, 5, 3)) * 20 + 100 + y[:, None, None, None] * 30).clip(0, 255).astype(np.uint8)  # channel-last
+    np.savez(work / "mine.npz", x=x, y=y)
+    monkeypatch.chdir(work)
+    search(load_space("cnn"), data="mine.npz", objectives="accuracy", budget=1, run="run", progress=False, max_epochs=1,
+           strategy="random")
+    with open_run(work / "run")[0] as store:
+        kept = store.meta("preprocessing")
+    assert kept["source_layout"] == "NHWC" and kept["input_shape"] == [3, 5, 5] and kept["class_names"] == ["0", "1", "2"]
+    (work / "mine.npz").unlink()
+    monkeypatch.chdir(tmp_path)
+    export(work / "run", tmp_path / "best", pick="1", progress=False)
+    info = json.loads((tmp_path / "best" / "arch.json").read_text())
+    assert info["preprocessing"] == kept and info["class_names"] == ["0", "1", "2"]
+    # the standalone model takes the raw channel-last images as the file held them
+    sys.path.insert(0, str(tmp_path / "best"))
+    try:
+        import model as exported  # noqa: PLC0415
+
+        raw = torch.from_numpy(x[:4].astype(np.float32))
+        from nas.data import load_dataset
+    finally:
+        sys.path.pop(0)
+        sys.modules.pop("model", None)
+    np.savez(tmp_path / "again.npz", x=x, y=y)
+    ds = load_dataset(str(tmp_path / "again.npz"))
+    expected = (x[:4].transpose(0, 3, 1, 2) / ds.scale - ds.mean.reshape(1, -1, 1, 1)) / ds.std.reshape(1, -1, 1, 1)
+    np.testing.assert_allclose(exported.preprocess(raw).numpy(), expected, rtol=1e-5, atol=1e-5)
+    net = exported.load()
+    with pytest.raises(ValueError, match="takes inputs of shape"):
+        net(raw)  # channel-last into the network itself: refused, not reinterpreted
+    assert net(exported.preprocess(raw)).shape == (4, 3)
+    assert net(exported.preprocess(raw).reshape(4, -1)).shape == (4, 3)  # flat inputs are reshaped
+
+
+def test_nas_train_on_the_export_reproduces_the_runs_number(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "trained"
+    search(load_space("mlp"), data="digits", objectives="accuracy", budget=2, run=run, progress=False, max_epochs=3, strategy="random")
+    export(run, tmp_path / "best", pick="best-accuracy", progress=False)
+    info = json.loads((tmp_path / "best" / "arch.json").read_text())
+    assert info["training"]["seed"] != 0 and info["training"]["options"] == {"max_epochs": 3}
+    capsys.readouterr()
+    assert main(["train", "mlp", "--arch", str(tmp_path / "best" / "arch.json"), "--device", "cpu", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["key"] == info["key"]
+    assert (again["val_accuracy"], again["val_loss"], again["epochs"]) == (
+        info["metrics"]["val_accuracy"], info["metrics"]["val_loss"], info["metrics"]["epochs"])

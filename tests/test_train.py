@@ -717,3 +717,104 @@ def test_cli_train_cuda_without_cuda(capsys: pytest.CaptureFixture[str]) -> None
     out, err = capsys.readouterr()
     assert code == 2
     assert "CUDA is not available" in _one_line(err)
+
+
+# --------------------------------------------------------------------------- issue 11: trust
+
+
+def test_fit_and_build_leave_the_global_rng_alone(digits: Dataset, digits_cpu: DeviceData, mlp_space: SearchSpace) -> None:
+    # other threads draw from the process-wide RNG: training (dropout, shuffling) must not
+    # reseed or advance it, and a build puts back what it seeded
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 10))
+    before = torch.get_rng_state()
+    fit(model, digits_cpu, cpu_cfg(seed=5, epochs=1))
+    assert torch.equal(torch.get_rng_state(), before)
+    evaluator = TrainingEvaluator(digits, device="cpu")
+    evaluator.build(mlp_space, mlp_arch(mlp_space, (32,), dropout=0.1), seed=7)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_thread_workers_give_the_metrics_of_inline(digits: Dataset, mlp_space: SearchSpace) -> None:
+    # two candidates with dropout trained side by side in two threads of one process (as
+    # thread-shared workers do) get exactly the metrics each gets alone
+    import threading
+
+    evaluator = TrainingEvaluator(digits, device="cpu", max_epochs=3, patience=None)
+    archs = [mlp_arch(mlp_space, (64, 32), dropout=0.3, batch_size=32), mlp_arch(mlp_space, (32,), dropout=0.1, batch_size=32)]
+    seeds = [11, 12]
+    keys = ("val_accuracy", "val_loss", "train_loss", "params")
+    inline = [{k: evaluator.evaluate(mlp_space, a, seed=s).metrics[k] for k in keys} for a, s in zip(archs, seeds)]
+    threaded: list[dict[str, Any]] = [{}, {}]
+    barrier = threading.Barrier(2)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        ev = evaluator.evaluate(mlp_space, archs[i], seed=seeds[i], on_epoch=lambda rec: time_slice())
+        threaded[i] = {k: ev.metrics[k] for k in keys}
+
+    def time_slice() -> None:  # hand the interpreter to the other thread between epochs
+        import time
+        time.sleep(0.01)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert threaded == inline
+
+
+def test_unwrap_state_takes_torch_compile_prefix_off() -> None:
+    net = nn.Sequential(nn.Linear(4, 3))
+    wrapped = {f"_orig_mod.{k}": v for k, v in net.state_dict().items()}
+    plain = nt.unwrap_state(wrapped)
+    assert set(plain) == set(net.state_dict())
+    nn.Sequential(nn.Linear(4, 3)).load_state_dict(plain)
+
+
+@pytest.mark.slow
+def test_compiled_training_keeps_the_networks_own_state(digits: Dataset, mlp_space: SearchSpace) -> None:
+    # torch.compile on a tiny MLP (about 10 s on a CPU): the kept weights are the network's, so
+    # test scoring (and export) load them into the plain network
+    evaluator = TrainingEvaluator(digits, device="cpu", max_epochs=1, compile=True)
+    arch = mlp_arch(mlp_space, (16,), dropout=0.1)
+    ev = evaluator.evaluate(mlp_space, arch, seed=3)
+    assert ev.ok, ev.error
+    assert ev.state is not None and not any(k.startswith("_orig_mod.") for k in ev.state)
+    scores = evaluator.test(mlp_space, arch, ev.state)
+    assert 0.0 <= scores["test_accuracy"] <= 1.0
+
+
+# -- nas search flags that would be ignored are refused ---------------------------------------
+@pytest.mark.parametrize("flags", [["--epochs", "3"], ["--patience", "2"], ["--latency-mode", "eager"], ["--device", "cpu"],
+                                   ["--time-limit", "10"], ["--no-cuda-graph"], ["--data-seed", "1"], ["--keep-weights", "none"],
+                                   ["--latency-batch", "4"]])
+def test_search_refuses_training_flags_for_tables(tmp_path: Any, capsys: pytest.CaptureFixture[str], flags: list[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["search", "--data", "nb201:cifar10", "--budget", "3", "--no-progress", "--run", "r", *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and flags[0] in err[0] and "nb201:cifar10" in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("expr", ["params<5000", "flops<1e6,params<=10", "latency<2ms"])
+def test_search_refuses_strict_constraints(tmp_path: Any, capsys: pytest.CaptureFixture[str], expr: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["search", "--data", "nb201:cifar10", "--budget", "3", "--no-progress", "--run", "r", "--constraint", expr])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "write <=" in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_no_progress_still_prints_the_generation_rows(tmp_path: Any, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["search", "--data", "nb201:cifar10", "--strategy", "random", "--budget", "10", "--no-progress", "--run", "r"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("evaluated")]
+    assert len(rows) >= 1 and "front" in rows[0], out
