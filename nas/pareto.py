@@ -121,24 +121,14 @@ def dominates(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _domination_matrix(F: np.ndarray, violation: np.ndarray | None) -> np.ndarray:
     """``D[i, j]`` is True when row i (constraint-)dominates row j."""
-    n, m = F.shape
+    n = F.shape[0]
     D = np.empty((n, n), dtype=bool)
     rows = max(1, _BLOCK_ELEMENTS // max(n, 1))
     if violation is not None:
         feasible = violation == 0
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        blk = F[start:stop]
-        # Per-objective accumulation instead of one (rows, n, m) broadcast,
-        # so peak memory does not scale with m.
-        le = np.ones((stop - start, n), dtype=bool)
-        lt = np.zeros((stop - start, n), dtype=bool)
-        for k in range(m):
-            a = blk[:, k, None]
-            b = F[None, :, k]
-            le &= a <= b
-            lt |= a < b
-        dom = le & lt
+        dom = _dominance(F[start:stop], F)
         if violation is not None:
             # Deb (2000): feasible beats infeasible; among infeasible the
             # smaller total violation wins; among feasible use Pareto.
@@ -307,16 +297,22 @@ def _dominated_by(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
         return out
     rows = max(1, _BLOCK_ELEMENTS // max(Q.shape[0], 1))
     for start in range(0, P.shape[0], rows):
-        blk = P[start:start + rows]
-        le = np.ones((blk.shape[0], Q.shape[0]), dtype=bool)
-        lt = np.zeros_like(le)
-        for k in range(P.shape[1]):
-            a = blk[:, k, None]
-            b = Q[None, :, k]
-            le &= a <= b
-            lt |= a < b
-        out |= (le & lt).any(axis=0)
+        out |= _dominance(P[start:start + rows], Q).any(axis=0)
     return out
+
+
+def _dominance(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``D[i, j]``: row i of ``A`` Pareto-dominates row j of ``B`` (minimisation).
+    Accumulated per objective instead of one (rows, n, m) broadcast, so peak
+    memory does not scale with m."""
+    le = np.ones((A.shape[0], B.shape[0]), dtype=bool)
+    lt = np.zeros_like(le)
+    for k in range(A.shape[1]):
+        a = A[:, k, None]
+        b = B[None, :, k]
+        le &= a <= b
+        lt |= a < b
+    return le & lt
 
 
 def update_front(P: np.ndarray, p: np.ndarray) -> tuple[bool, np.ndarray]:
