@@ -80,13 +80,15 @@ def takes_epochs(evaluator: Any) -> bool:
 
 
 def safe_evaluate(evaluator: Any, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float],
-                  on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Evaluation:
+                  on_epoch: Callable[[dict[str, Any]], None] | None = None, **rung: Any) -> Evaluation:
     """An evaluation that never raises (but for Ctrl-C): a crash of the evaluator is a failed candidate.
-    `on_epoch` (given only to evaluators that take it) hears each finished epoch."""
+    `on_epoch` (given only to evaluators that take it) hears each finished epoch; `rung` (epochs,
+    checkpoint, deadline: a multi-fidelity scheduler's job, `nas.schedulers`) goes to the evaluator
+    as keywords when given."""
     try:
         if on_epoch is not None:
-            return evaluator.evaluate(space, arch, seed=seed, constraints=constraints, on_epoch=on_epoch)
-        return evaluator.evaluate(space, arch, seed=seed, constraints=constraints)
+            return evaluator.evaluate(space, arch, seed=seed, constraints=constraints, on_epoch=on_epoch, **rung)
+        return evaluator.evaluate(space, arch, seed=seed, constraints=constraints, **rung)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:
@@ -108,10 +110,10 @@ class InlineExecutor:
     def worker_name(self) -> str:
         return "inline"
 
-    def submit(self, cid: int, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float]) -> None:
+    def submit(self, cid: int, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float], **rung: Any) -> None:
         tell = self._on_epoch
         hear = (lambda record: tell(cid, record)) if tell is not None else None
-        self._done.append((cid, safe_evaluate(self.evaluator, space, arch, seed, constraints, hear)))
+        self._done.append((cid, safe_evaluate(self.evaluator, space, arch, seed, constraints, hear, **rung)))
 
     def wait(self) -> list[tuple[int, Evaluation]]:
         done, self._done = self._done, []
@@ -132,31 +134,47 @@ class _Job:
     arch: dict[str, Any]
     seed: int
     constraints: dict[str, float]
+    rung: dict[str, Any] | None = None  # a scheduler's job: epochs, checkpoint (as bytes), deadline
 
 
-def _job(cid: int, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float]) -> _Job:
-    return _Job(cid, (space.fingerprint, space.raw, space.source), dict(arch), int(seed), dict(constraints))
+def _job(cid: int, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float], **rung: Any) -> _Job:
+    if rung.get("checkpoint") is not None:
+        rung = {**rung, "checkpoint": _blob(rung["checkpoint"])}
+    return _Job(cid, (space.fingerprint, space.raw, space.source), dict(arch), int(seed), dict(constraints), rung or None)
+
+
+def _blob(obj: Any) -> bytes | None:
+    if obj is None:
+        return None
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _unblob(blob: bytes | None) -> Any:
+    if blob is None:
+        return None
+    import torch
+
+    return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+
+
+def _rung_options(job: _Job) -> dict[str, Any]:
+    rung = dict(job.rung or {})
+    if rung.get("checkpoint") is not None:
+        rung["checkpoint"] = _unblob(rung["checkpoint"])
+    return rung
 
 
 def _pack(ev: Evaluation) -> tuple[Any, ...]:
-    blob = None
-    if ev.state is not None:
-        import torch
-
-        buf = io.BytesIO()
-        torch.save(ev.state, buf)
-        blob = buf.getvalue()
-    return ev.status, ev.metrics, ev.error, blob, ev.history
+    return ev.status, ev.metrics, ev.error, _blob(ev.state), ev.history, _blob(ev.checkpoint)
 
 
 def _unpack(packed: tuple[Any, ...]) -> Evaluation:
-    status, metrics, error, blob, history = packed
-    state = None
-    if blob is not None:
-        import torch
-
-        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    return Evaluation(status, metrics, error, state, history)
+    status, metrics, error, blob, history, checkpoint = packed
+    return Evaluation(status, metrics, error, _unblob(blob), history, _unblob(checkpoint))
 
 
 def _factory(spec: str) -> Callable[[SearchConfig], Any]:
@@ -195,7 +213,8 @@ class _WorkerSide:
         space = self.spaces.get(fingerprint)
         if space is None:
             space = self.spaces[fingerprint] = SearchSpace.from_dict(raw, source)
-        ev = safe_evaluate(self.evaluator, space, space.make(job.arch), job.seed, job.constraints, on_epoch if self.epochs else None)
+        ev = safe_evaluate(self.evaluator, space, space.make(job.arch), job.seed, job.constraints, on_epoch if self.epochs else None,
+                           **_rung_options(job))
         return _pack(ev)
 
 
@@ -399,9 +418,9 @@ class ProcessExecutor:
             self._restart(slot.host)
         return slot.name
 
-    def submit(self, cid: int, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float]) -> None:
+    def submit(self, cid: int, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float], **rung: Any) -> None:
         slot = self._idle()
-        slot.job = _job(cid, space, arch, seed, constraints)
+        slot.job = _job(cid, space, arch, seed, constraints, **rung)
         self._send(slot)
 
     def _send(self, slot: _Slot) -> None:
@@ -598,8 +617,8 @@ class RayExecutor:
     def worker_name(self) -> str:
         return "ray (waiting for a worker)"
 
-    def submit(self, cid: int, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float]) -> None:
-        ref = self._task.remote(self._config, self._lock_dir, _job(cid, space, arch, seed, constraints), self._tracker)
+    def submit(self, cid: int, space: SearchSpace, arch: Architecture, seed: int, constraints: Mapping[str, float], **rung: Any) -> None:
+        ref = self._task.remote(self._config, self._lock_dir, _job(cid, space, arch, seed, constraints, **rung), self._tracker)
         self._refs[ref] = cid
 
     def _placements(self) -> None:
