@@ -1,23 +1,24 @@
 """Architectures -> torch networks: every shipped space builds and runs, retargeting to other
-inputs, shape errors reported as InvalidArchitecture, the DSL and torch sides agree, and
-NAS-Bench-201 networks match the benchmark's parameter and FLOP counts."""
+inputs, shape errors reported as InvalidArchitecture, the DSL and torch sides agree, every
+NAS-Bench-201 key builds one network and parameter count, and where a cell has no dead edge the
+network matches the benchmark's parameter and FLOP counts."""
 
 from __future__ import annotations
 
 import copy
+import json
 import math
-import multiprocessing
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import nas.nb201
 import nas.ops
 from nas.build import build_model
 from nas.measure import count_flops, count_params
-from nas.nb201 import DATASETS, NB201Table
+from nas.nb201 import DATASETS, EDGES, OPS, NB201Table
 from nas.space import (
     CELL_OPS,
     LAYERS,
@@ -240,66 +241,123 @@ def test_nb201_params_and_flops_match_the_table(spaces: dict[str, SearchSpace], 
     assert model.training
 
 
-# -- every NB201 cell, slow ---------------------------------------------------------------------
-_WORKER: dict = {}
+# -- every NB201 cell: one key, one network, one parameter count -----------------------------
+def _conv_params(op: str, c: int) -> int:
+    """Parameters of a cell op at c channels: NAS-Bench-201's ReLU-conv(no bias)-BN."""
+    return {"nor_conv_1x1": c * c + 2 * c, "nor_conv_3x3": 9 * c * c + 2 * c}.get(op, 0)
 
 
-def _nb201_params_chunk(indices: list[int]) -> tuple[list[tuple[int, bool, int]], float]:
-    """(index, valid, parameter count of the 10-class network) for NB201 cells `indices`, and
-    the CPU seconds it took.
-
-    Runs in a spawned worker process. Valid cells are built through the space (parse_arch +
-    build_model). Cut-off cells cannot be resolved, so their network is built from a valid
-    cell's resolved spec with the edges substituted: NAS-Bench-201 builds (and counts) the ops
-    on every edge of those too.
-    """
-    began = time.process_time()
-    if not _WORKER:
-        torch.set_num_threads(1)
-        # this worker process only counts parameters: skip the random initialisation of the
-        # weights (a third of the build time), which cannot change any shape
-        for cls in (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.Linear):
-            cls.reset_parameters = lambda self: None
-        space = load_space("nb201")
-        table = NB201Table.load()
-        template = space.resolve(space.parse_arch(table.arch_str(0))).net
-        _WORKER.update(space=space, table=table, template=template)
-    space, table, template = _WORKER["space"], _WORKER["table"], _WORKER["template"]
-    out = []
-    for i in indices:
-        arch = space.parse_arch(table.arch_str(i))
-        if arch.valid:
-            model = build_model(space, arch)
-        else:
-            ops = [space.decision(label).values[g] for label, g in zip(space.labels, table.ops[i])]
-            spec = copy.deepcopy(template)
-            cells = 0
-            for layer in spec["body"]:
-                if layer["type"] == "cell":
-                    layer["edges"] = [[to, frm, op] for (to, frm, _), op in zip(layer["edges"], ops)]
-                    cells += 1
-            assert cells == 15
-            model = nas.ops.Network(spec)
-        out.append((i, arch.valid, count_params(model)))
-    return out, time.process_time() - began
+def _cell_params(channels: int, edges) -> int:
+    return sum(_conv_params(op, channels) for _, _, op in edges)
 
 
-@pytest.mark.slow
-def test_every_nb201_cell_has_the_tables_parameter_count() -> None:
+@pytest.fixture(scope="module")
+def nb201_specs(spaces: dict[str, SearchSpace]):
+    """(table, space, [(index, op values, Resolved) for every buildable NB201 cell])."""
     table = NB201Table.load()
+    space = spaces["nb201"]
+    rows = []
+    for i in range(table.n):
+        values = {label: OPS[k] for label, k in zip(space.labels, table.ops[i])}
+        try:
+            rows.append((i, values, space.resolve(values)))
+        except InvalidArchitecture:
+            assert table.degenerate[i]
+    return table, space, rows
+
+
+def _skeleton_params(space: SearchSpace) -> int:
+    """The NB201 network without its cells (a skip_connect cell is the identity: it builds none)."""
+    arch = space.parse_arch("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    assert not any(layer["type"] == "cell" for layer in space.resolve(arch).net["body"])
+    return count_params(build_model(space, arch, device="meta"))
+
+
+def _spec_params(spec, skeleton: int) -> int:
+    return skeleton + sum(_cell_params(layer["in"][0], layer["edges"]) for layer in spec["body"] if layer["type"] == "cell")
+
+
+def test_every_nb201_key_builds_one_network_with_one_parameter_count(nb201_specs) -> None:
+    table, space, rows = nb201_specs
+    assert len(rows) == 15_284
+    skeleton = _skeleton_params(space)
+    by_key: dict[str, set[int]] = {}
+    specs: dict[str, str] = {}
+    forms = set()
+    for _, _, res in rows:
+        spec = res.net
+        by_key.setdefault(res.key, set()).add(_spec_params(spec, skeleton))
+        text = json.dumps(spec, sort_keys=True)
+        assert specs.setdefault(res.key, text) == text  # one key, one spec: one network
+        forms |= {(layer["nodes"], tuple(map(tuple, layer["edges"]))) for layer in spec["body"] if layer["type"] == "cell"}
+    assert len(by_key) == 5_424
+    split = {k: v for k, v in by_key.items() if len(v) > 1}
+    assert not split, f"{len(split)} keys build several parameter counts"
+    # the formula is what nas.ops builds: every op at every width, cells (one in 40 of the
+    # distinct minimal cells, parallel edges among them), whole networks
+    for op in nas.nb201.OPS[1:]:
+        for c in (16, 32, 64):
+            assert count_params(nas.ops.CELL_OPS[op](c)) == _conv_params(op, c)
+    ordered = sorted(forms)
+    assert any(len(set(edges)) < len(edges) for _, edges in ordered)
+    for nodes, edges in ordered[::40] + [e for e in ordered if len(set(e[1])) < len(e[1])][:20]:
+        assert count_params(nas.ops.Cell(16, nodes, [list(e) for e in edges])) == _cell_params(16, edges)
+    # and whole networks: the skeleton plus the cells
+    for _, values, res in rows[:: len(rows) // 6]:
+        assert count_params(build_model(space, space.make(values), device="meta")) == _spec_params(res.net, skeleton)
+
+
+def test_the_table_counts_the_dead_edges_that_are_not_built(nb201_specs) -> None:
+    """NAS-Bench-201 builds every edge; the minimal network leaves out those that cannot reach
+    the output. Where there is none, the table's parameter count is the built one."""
+    from nas.space.cell import live_edges
+
+    table, space, rows = nb201_specs
+    skeleton = _skeleton_params(space)
     expected = table.column(DATASETS["cifar10"]["params"])
-    chunks = [list(range(start, min(start + 125, table.n))) for start in range(0, table.n, 125)]
-    began = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        done = list(pool.imap_unordered(_nb201_params_chunk, chunks))
-    took = time.perf_counter() - began
-    results = [row for rows, _ in done for row in rows]
-    cpu = sum(seconds for _, seconds in done)
-    print(f"built all {table.n} NB201 networks in {took:.1f}s with 2 processes ({cpu:.1f} CPU seconds)")
-    assert sorted(i for i, _, _ in results) == list(range(table.n))
-    invalid = sorted(i for i, valid, _ in results if not valid)
-    assert len(invalid) == 341
-    assert invalid == np.flatnonzero(table.degenerate).tolist()
-    wrong = [(i, params / 1e6, float(str(expected[i]))) for i, _, params in results
-             if round(params / 1e6, 6) != round(float(str(expected[i])), 6)]
-    assert not wrong, f"{len(wrong)} cells differ, e.g. (index, built, table): {wrong[:5]}"
+    minimal = wrong = 0
+    for i, values, res in rows:
+        spec = res.net
+        edges = [(t, f, values[label]) for (t, f), label in zip(EDGES, space.labels)]
+        live = live_edges(4, edges)
+        dead = [e for e in edges if e[2] != "none" and e not in live]
+        dead_params = sum(_cell_params(c, dead) * 5 for c in (16, 32, 64))
+        built = _spec_params(spec, skeleton)
+        wrong += round((built + dead_params) / 1e6, 6) != round(float(str(expected[i])), 6)
+        if not any(_conv_params(op, 16) for _, _, op in dead):
+            minimal += 1
+            wrong += round(built / 1e6, 6) != round(float(str(expected[i])), 6)
+    assert wrong == 0
+    assert 10_000 < minimal < len(rows)
+
+
+def test_nb201_twins_on_a_dead_edge_build_one_network(spaces: dict[str, SearchSpace]) -> None:
+    space = spaces["nb201"]
+    table = NB201Table.load()
+    params = table.column(DATASETS["cifar10"]["params"])
+    # node 1 and node 2 never reach the output: a 3x3 conv and a 1x1 conv that NB201 builds
+    dead = space.parse_arch("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|nor_conv_3x3~0|none~1|none~2|")
+    bare = space.parse_arch("|none~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|")
+    assert round(float(params[table.index(space.format_arch(dead))]) * 1e6) == 587_386
+    assert dead.key == bare.key
+    a, b = build_model(space, dead), build_model(space, bare)
+    assert count_params(a) == count_params(b) == round(float(params[table.index(space.format_arch(bare))]) * 1e6)
+    shapes = lambda m: [(k, tuple(v.shape)) for k, v in m.state_dict().items()]  # noqa: E731
+    assert shapes(a) == shapes(b)
+    b.load_state_dict(a.state_dict())  # a twin's weights load into the other
+    x = torch.randn(2, 3, 32, 32)
+    a.eval(), b.eval()
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+
+
+def test_a_cell_with_parallel_edges_builds_each_module() -> None:
+    cell = nas.ops.Cell(4, 2, [[1, 0, "nor_conv_3x3"], [1, 0, "nor_conv_3x3"], [1, 0, "skip_connect"]])
+    assert list(cell.ops) == ["1_0", "1_0_1", "1_0_2"]
+    assert count_params(cell) == 2 * _conv_params("nor_conv_3x3", 4)
+    x = torch.randn(1, 4, 5, 5)
+    cell.eval()
+    with torch.no_grad():
+        assert torch.allclose(cell(x), cell.ops["1_0"](x) + cell.ops["1_0_1"](x) + x)
+    with pytest.raises(ValueError, match="earlier to a later node"):
+        nas.ops.Cell(4, 3, [[1, 2, "nor_conv_3x3"]])

@@ -200,3 +200,28 @@ def test_bad_op_ids(ops):
         arch_to_str(ops)
     with pytest.raises(ValueError):
         index_from_ops(ops)
+
+
+def test_tabular_evaluator_reports_the_tables_own_numbers_for_a_cell_with_dead_edges(t):
+    """The built network leaves out edges that cannot reach the output; the table, which NB201
+    trained with them, still answers for the cell looked up."""
+    from nas.build import build_model
+    from nas.measure import count_params
+    from nas.space import load_space
+    from nas.tabular import TabularEvaluator
+
+    space = load_space("nb201")
+    dead = space.parse_arch("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|nor_conv_3x3~0|none~1|none~2|")
+    bare = space.parse_arch("|none~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|")
+    assert dead.key == bare.key
+    table = TabularEvaluator("cifar10")
+    got = {arch: table.evaluate(space, arch) for arch in (dead, bare)}
+    for arch, result in got.items():
+        row = t.row(t.index(space.format_arch(arch)))
+        assert result.metrics["nb201_index"] == t.index(space.format_arch(arch))
+        assert result.metrics["params"] == round(row["params_M_c10"] * 1e6)
+        assert result.metrics["flops"] == round(row["flops_M_c10"] * 1e6)
+        assert result.metrics["val_accuracy"] == pytest.approx(row["c10valid_valid_acc_12ep"] / 100, rel=1e-6)
+        assert table.test(space, arch)["test_accuracy"] == pytest.approx(row["c10_test_acc_200ep"] / 100, rel=1e-6)
+    assert got[dead].metrics["params"] == 587_386
+    assert count_params(build_model(space, dead, device="meta")) == got[bare].metrics["params"] < 587_386

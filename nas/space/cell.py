@@ -1,83 +1,205 @@
-"""Cell DAGs: which edges matter, whether the output is reachable, a canonical form, NB201 strings.
+"""Cell DAGs: the minimal network a cell builds, its canonical form, NB201 strings.
 
 A cell has nodes 0..n-1; node i sums an op applied to every earlier node; node 0 is the cell's
-input and node n-1 its output. `none` edges carry nothing, so a node that cannot be reached from
-the input through non-`none` edges, or from which the output cannot be reached, does not change
-what the cell computes. Two cells are the same network when their remaining graphs are
-isomorphic with the input and output fixed and ops as edge labels.
+input and node n-1 its output. What a cell builds is its *minimal* form (`minimal_cell`), made
+by rewrites that keep the function and the set of trained modules:
+
+- `none` edges carry nothing and are dropped; so is every edge not on a path from the input to
+  the output (its op could not change the output);
+- a node whose only input is one `skip_connect` is its source's tensor: it is contracted into
+  that source (the output too: a cell whose output is its input's tensor is the identity);
+- a node whose only use is one `skip_connect` into another node is summed there directly
+  (sums are unordered and associative);
+
+and nodes are then numbered by an exact canonical labelling (sums are unordered, intermediate
+nodes have no identity of their own), so that two cells with the same minimal form give the
+same edge list, which is what the resolver writes into the network spec and hashes into the
+key. The labelling is individualisation-refinement: colour refinement, then a search over the
+ways to break ties, pruned with the automorphisms it finds; exact for every cell size.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 from typing import Iterable, Sequence
 
 Edge = tuple[int, int, str]  # (to, from, op)
 
-#: Exact canonical forms enumerate permutations of the intermediate nodes; past this many,
-#: fall back to a Weisfeiler-Lehman hash (networkx), which is exact for all but contrived graphs.
-MAX_EXACT_NODES = 7
+#: Ops that hold no parameters and no state: two of them on the same input are the same tensor.
+SKIP = "skip_connect"
 
 
 def live_edges(nodes: int, edges: Iterable[Edge]) -> list[Edge] | None:
-    """The edges on some input-to-output path, or None when the output is cut off."""
-    real = [(i, j, op) for i, j, op in edges if op != "none"]
-    forward = {0}
-    for i in range(1, nodes):
-        if any(t == i and f in forward for t, f, _ in real):
-            forward.add(i)
+    """The non-`none` edges on some input-to-output path, or None when the output is cut off."""
+    real = [(int(t), int(f), str(op)) for t, f, op in edges if op != "none"]
     out = nodes - 1
+    forward = {0}
+    for t, f, _ in sorted(real):  # sorted by target: sources come first in a cell DAG
+        if f in forward:
+            forward.add(t)
     if out not in forward:
         return None
     backward = {out}
-    for i in range(nodes - 2, -1, -1):
-        if any(f == i and t in backward for t, f, _ in real):
-            backward.add(i)
+    for t, f, _ in sorted(real, reverse=True):
+        if t in backward:
+            backward.add(f)
     live = forward & backward
     return sorted((t, f, op) for t, f, op in real if t in live and f in live)
 
 
+def minimal_cell(nodes: int, edges: Iterable[Edge]) -> tuple[int, tuple[Edge, ...]] | None:
+    """(nodes, edges) of the network the cell builds, canonically numbered; None if the output
+    is cut off from the input. `(1, ())` is a cell that is the identity (its output is its
+    input's tensor). Edges are sorted (to, from, op) with from < to; two edges may join the
+    same pair of nodes (two modules summed)."""
+    return _minimal(int(nodes), tuple(e if type(e) is tuple else tuple(e) for e in edges))
+
+
 def canonical_cell(nodes: int, edges: Iterable[Edge]) -> str | None:
-    """A string equal for two cells iff they compute the same graph; None if the output is cut off."""
-    return _canonical(nodes, tuple(tuple(e) for e in edges))
+    """A string equal for two cells iff they build the same minimal network; None if the
+    output is cut off."""
+    form = minimal_cell(nodes, edges)
+    if form is None:
+        return None
+    n, es = form
+    return f"{n}:" + ";".join(f"{t}<{f}:{op}" for t, f, op in es)
 
 
 @functools.lru_cache(maxsize=65536)
-def _canonical(nodes: int, edges: tuple[Edge, ...]) -> str | None:
-    live = live_edges(nodes, edges)
+def _minimal(nodes: int, edges: tuple[Edge, ...]) -> tuple[int, tuple[Edge, ...]] | None:
+    live = live_edges(nodes, [(int(t), int(f), str(op)) for t, f, op in edges])
     if live is None:
         return None
-    inner = sorted({n for t, f, _ in live for n in (t, f)} - {0, nodes - 1})
-    out = len(inner) + 1
-    if len(inner) <= MAX_EXACT_NODES:
-        best: tuple | None = None
-        for perm in itertools.permutations(range(1, len(inner) + 1)):
-            relabel = {0: 0, nodes - 1: out, **dict(zip(inner, perm))}
-            form = tuple(sorted((relabel[t], relabel[f], op) for t, f, op in live))
-            if best is None or form < best:
-                best = form
-        return ";".join(f"{t}<{f}:{op}" for t, f, op in best or ())
-    import networkx as nx
+    es = list(live)
+    out = nodes - 1
+    changed = True
+    while changed:
+        changed = False
+        # a node fed by a single skip_connect is its source's tensor
+        for v in sorted({t for t, _, _ in es}):
+            ins = [e for e in es if e[0] == v]
+            if len(ins) == 1 and ins[0][2] == SKIP:
+                u = ins[0][1]
+                es = [(t, u if f == v else f, op) for t, f, op in es if (t, f, op) != ins[0]]
+                if v == out:
+                    out = u
+                changed = True
+                break
+        if changed:
+            continue
+        # a node used only by one skip_connect is summed into its user
+        for v in sorted({f for _, f, _ in es} - {0, out}):
+            outs = [e for e in es if e[1] == v]
+            if len(outs) == 1 and outs[0][2] == SKIP:
+                w = outs[0][0]
+                es = [(w if t == v else t, f, op) for t, f, op in es if (t, f, op) != outs[0]]
+                changed = True
+                break
+    if out == 0:
+        return (1, ())
+    inner = sorted({n for t, f, _ in es for n in (t, f)} - {0, out})
+    index = {0: 0, out: len(inner) + 1, **{v: i + 1 for i, v in enumerate(inner)}}
+    graph = [(index[t], index[f], op) for t, f, op in es]
+    return canonical_form(len(inner) + 2, graph)
 
-    graph = nx.DiGraph()
-    for t, f, op in live:
-        graph.add_edge(f, t, op=op)
-    for n in graph.nodes:
-        graph.nodes[n]["role"] = "in" if n == 0 else "out" if n == nodes - 1 else "mid"
-    return "wl:" + nx.weisfeiler_lehman_graph_hash(graph, node_attr="role", edge_attr="op", iterations=5)
+
+def canonical_form(nodes: int, edges: Sequence[Edge]) -> tuple[int, tuple[Edge, ...]]:
+    """The cell DAG (node 0 its input, node n-1 its output, every other node reachable from the
+    input and reaching the output) renumbered canonically: isomorphic cells (intermediate nodes
+    permuted, ops as edge labels, parallel edges counted) give equal results, others differ.
+    The numbering is topological (every edge goes from a lower to a higher node)."""
+    labelling = _canonical_labelling(nodes, [(int(t), int(f), str(op)) for t, f, op in edges])
+    relabelled = [(labelling[t], labelling[f], op) for t, f, op in edges]
+    # a canonical topological order of the canonical graph: Kahn's algorithm, lowest label first
+    preds: dict[int, set[int]] = {v: set() for v in range(nodes)}
+    for t, f, _ in relabelled:
+        preds[t].add(f)
+    order: list[int] = []
+    done: set[int] = set()
+    while len(order) < nodes:
+        ready = min(v for v in range(nodes) if v not in done and preds[v] <= done)
+        order.append(ready)
+        done.add(ready)
+    topo = {v: i for i, v in enumerate(order)}
+    final = sorted((topo[t], topo[f], op) for t, f, op in relabelled)
+    assert all(f < t for t, f, _ in final), final
+    return nodes, tuple(final)
 
 
-def to_graph(nodes: int, edges: Iterable[Edge]):
-    """The cell as a networkx DiGraph (edges from -> to with an `op` attribute), `none` edges left out."""
-    import networkx as nx
-
-    graph = nx.DiGraph()
-    graph.add_nodes_from(range(nodes))
+def _canonical_labelling(nodes: int, edges: list[Edge]) -> dict[int, int]:
+    """node -> canonical label (input 0, output n-1), by individualisation-refinement."""
+    out = nodes - 1
+    ins: dict[int, list[tuple[str, int]]] = {v: [] for v in range(nodes)}
+    outs: dict[int, list[tuple[str, int]]] = {v: [] for v in range(nodes)}
     for t, f, op in edges:
-        if op != "none":
-            graph.add_edge(f, t, op=op)
-    return graph
+        ins[t].append((op, f))
+        outs[f].append((op, t))
+
+    def refine(colour: dict[int, int]) -> dict[int, int]:
+        """Equitable colouring finer than `colour`; colours are ranks of isomorphism-invariant
+        signatures, so they are canonical."""
+        while True:
+            sig = {v: (colour[v], tuple(sorted((op, colour[u]) for op, u in ins[v])), tuple(sorted((op, colour[u]) for op, u in outs[v])))
+                   for v in range(nodes)}
+            ranks = {s: i for i, s in enumerate(sorted(set(sig.values())))}
+            new = {v: ranks[sig[v]] for v in range(nodes)}
+            if len(set(new.values())) == len(set(colour.values())):
+                return new
+            colour = new
+
+    def code(colour: dict[int, int]) -> tuple:
+        return tuple(sorted((colour[t], colour[f], op) for t, f, op in edges))
+
+    start = refine({v: 0 if v == 0 else 2 if v == out else 1 for v in range(nodes)})
+    best: list = [None, None]  # code, labelling
+    seen: dict[tuple, dict[int, int]] = {}  # leaf code -> its labelling
+    automorphisms: list[dict[int, int]] = []
+
+    def individualise(colour: dict[int, int], v: int) -> dict[int, int]:
+        # v gets a colour of its own just below its cell's: doubled ranks leave room for it
+        return {u: 2 * c + (0 if u == v else 1) if c == colour[v] else 2 * c + 1 for u, c in colour.items()}
+
+    def search(colour: dict[int, int], fixed: tuple[int, ...]) -> None:
+        cells: dict[int, list[int]] = {}
+        for v, c in colour.items():
+            cells.setdefault(c, []).append(v)
+        target = next((sorted(cells[c]) for c in sorted(cells) if len(cells[c]) > 1), None)
+        if target is None:
+            leaf = code(colour)
+            if leaf in seen:  # two labellings give one graph: an automorphism
+                first = seen[leaf]
+                inverse = {label: v for v, label in colour.items()}
+                automorphisms.append({v: inverse[first[v]] for v in range(nodes)})
+            else:
+                seen[leaf] = dict(colour)
+            if best[0] is None or leaf < best[0]:
+                best[0], best[1] = leaf, dict(colour)
+            return
+        explored: list[int] = []
+        for v in target:
+            # skip v if an automorphism found so far that fixes the individualised nodes maps an
+            # explored node to it: its subtree gives the same leaves
+            stabiliser = [g for g in automorphisms if all(g[x] == x for x in fixed)]
+            if explored and v in _orbit(explored, stabiliser):
+                continue
+            explored.append(v)
+            search(refine(individualise(colour, v)), fixed + (v,))
+
+    search(start, ())
+    return best[1]
+
+
+def _orbit(points: list[int], generators: list[dict[int, int]]) -> set[int]:
+    orbit = set(points)
+    frontier = list(points)
+    while frontier:
+        x = frontier.pop()
+        for g in generators:
+            y = g[x]
+            if y not in orbit:
+                orbit.add(y)
+                frontier.append(y)
+    return orbit
 
 
 def cell_string(nodes: int, ops: Sequence[str]) -> str:

@@ -105,6 +105,7 @@ class _Pending:
     log: bool
     sites: list[Cond] = field(default_factory=list)
     typed: dict[int, str] = field(default_factory=dict)  # id(field type) -> path, for $refs
+    raw: tuple | None = None  # a declared decision's values as written, once a field has read them
 
 
 def _fmt(values: Iterable[Any]) -> str:
@@ -157,6 +158,7 @@ class Compiler:
         head = self.section(raw.get("head"), HEAD_FIELDS, "head")
         train = self.section(raw.get("train"), TRAIN_FIELDS, "train")
         constraints = self.section(raw.get("constraints"), CONSTRAINT_FIELDS, "constraints")
+        self.canonical_atoms(body)
         decisions = self.finish()
         return Compiled(name, desc, shape, classes, body, head, train, constraints, decisions)
 
@@ -354,7 +356,7 @@ class Compiler:
                 raise self.fail(path, f"unknown decision {name!r}{closest(str(name), sorted(self.declared))}; declare it under `decisions:`")
             pending = self.decisions[name]
             if id(ftype) not in pending.typed:
-                self.typed(pending.values, ftype, path)
+                self.coerce_declared(name, pending, ftype, path)
                 pending.typed[id(ftype)] = path
             return Ref(name, fdef.default)
         values, kind, log, whens = self.domain(spec, path, ftype)
@@ -368,6 +370,46 @@ class Compiler:
         label = explicit or label
         self.register(label, values, kind, path, ctx, whens, log)
         return Ref(label, fdef.default)
+
+    def coerce_declared(self, name: str, pending: _Pending, ftype: Any, path: str) -> None:
+        """Store a declared decision's values as the field reading them has them (`ReLU` ->
+        `relu`, `swish` -> `silu`, "1e-3" -> 0.001): an architecture holds the canonical value,
+        so two spellings of one value are one network."""
+        raw = pending.raw if pending.raw is not None else pending.values
+        coerced = tuple(self.typed(raw, ftype, path))
+        if pending.raw is None:
+            seen: dict[Any, Any] = {}
+            for r, c in zip(raw, coerced):
+                if _hashable(c) in seen:
+                    raise self.fail(pending.path, f"{seen[_hashable(c)]!r} and {r!r} are the same value {c!r} here (read by {path}); keep one")
+                seen[_hashable(c)] = r
+            pending.raw, pending.values = tuple(raw), coerced
+        elif coerced != pending.values:
+            first = next(iter(pending.typed.values()))
+            raise self.fail(path, f"decision {name!r} is read as {_fmt(coerced)} here but as {_fmt(pending.values)} at {first}; use two decisions")
+
+    def canonical_atoms(self, body: list[LayerT]) -> None:
+        """Conditions on a declared decision name its values as written: map them to the
+        stored (coerced) values."""
+        remap = {label: {_hashable(r): c for r, c in zip(p.raw, p.values)} for label, p in self.decisions.items()
+                 if p.raw is not None and p.raw != p.values}
+        if not remap:
+            return
+
+        def fix(cond: Cond) -> Cond:
+            return tuple(Atom(a.label, frozenset(remap[a.label].get(v, v) for v in a.allowed)) if a.label in remap else a for a in cond)
+
+        self.atoms = [(fix((a,))[0], path) for a, path in self.atoms]
+        for p in self.decisions.values():
+            p.sites = [fix(site) for site in p.sites]
+
+        def walk(nodes: list[LayerT]) -> None:
+            for n in nodes:
+                n.cond = fix(n.cond)
+                if n.body:
+                    walk(n.body)
+
+        walk(body)
 
     # -- layers -----------------------------------------------------------------------------
     def layer_list(self, raw: Any, fpath: str, lpath: str, ctx: Cond) -> list[LayerT]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from .cell import canonical_cell, cell_string, parse_cell_string
+from .cell import cell_string, minimal_cell, parse_cell_string
 from .compile import Compiled, Compiler, Decision, LayerT, Ref
 from .errors import InvalidArchitecture, ShapeMismatch, SpaceError
 from .layers import LAYERS, Shape, ShapeProblem
@@ -29,8 +29,9 @@ def _canon(obj: Any) -> str:
 class Architecture(Mapping[str, Any]):
     """A frozen label -> value mapping (active decisions only) with its space's fingerprint.
 
-    `key` is a hash of the network it builds and the training it gets: architectures that build
-    the same network (inactive choices dropped, isomorphic cells merged) share it. `error` says
+    `key` is a hash of the network spec it builds and the training it gets: architectures that
+    build the same network (inactive choices dropped, cells in their minimal canonical form)
+    share it, and one key is one network. `error` says
     why the space cannot build it, or is None.
     """
 
@@ -376,16 +377,11 @@ class SearchSpace:
             train.pop("momentum")
         if train["schedule"] != "exponential":
             train.pop("gamma")
-        key_net = {**net, "body": [self._key_layer(layer) for layer in body]}
-        key = hashlib.sha256(_canon({"net": key_net, "train": train}).encode()).hexdigest()[:16]
+        # the key hashes exactly the spec `nas.ops.Network` builds (cells in their minimal,
+        # canonically numbered form), so one key is one network, one parameter count and one
+        # state_dict layout by construction
+        key = hashlib.sha256(_canon({"net": net, "train": train}).encode()).hexdigest()[:16]
         return Resolved(net, train, key)
-
-    def _key_layer(self, layer: dict[str, Any]) -> dict[str, Any]:
-        if layer["type"] == "cell":
-            return {"type": "cell", "in": layer["in"], "graph": canonical_cell(layer["nodes"], [tuple(e) for e in layer["edges"]])}
-        if layer["type"] == "residual":
-            return {**layer, "body": [self._key_layer(x) for x in layer["body"]]}
-        return layer
 
     def _problem(self, node: LayerT, values: Mapping[str, Any], problem: ShapeProblem, shape: Shape) -> InvalidArchitecture:
         blame = []
@@ -427,11 +423,14 @@ class SearchSpace:
                     LAYERS["cell"].shape(fields, shape)
                 except ShapeProblem as exc:
                     raise self._problem(node, values, exc, shape) from None
-                edges = [[i, j, value(f)] for i, j, f in node.edges or []]
-                if canonical_cell(fields["nodes"], [tuple(e) for e in edges]) is None:
+                edges = [(i, j, value(f)) for i, j, f in node.edges or []]
+                form = minimal_cell(fields["nodes"], edges)
+                if form is None:
                     labels = sorted({f.label for _, _, f in node.edges or [] if isinstance(f, Ref)})
                     raise InvalidArchitecture("the cell's output is cut off from its input: every path has a `none` edge", source=self.source, path=node.label if not labels else labels[0].rsplit(".", 1)[0])
-                out.append({"type": "cell", "in": list(shape), "nodes": fields["nodes"], "edges": edges})
+                nodes, minimal = form
+                if nodes > 1:  # a cell whose output is its input's tensor builds nothing
+                    out.append({"type": "cell", "in": list(shape), "nodes": nodes, "edges": [list(e) for e in minimal]})
                 continue
             schema = LAYERS[t]
             try:
