@@ -117,7 +117,8 @@ def matrix(candidates: Sequence[Any], objectives: Sequence[Objective]) -> np.nda
     """(n, m) minimisation matrix of the candidates' stored objective values."""
     if not candidates:
         return np.zeros((0, len(objectives)))
-    return np.array([to_min(c.objectives, objectives) for c in candidates], dtype=float)
+    sign = np.array([-1.0 if o.direction == "max" else 1.0 for o in objectives])
+    return np.array([c.objectives for c in candidates], dtype=float) * sign
 
 
 def feasible(candidates: Iterable[Any]) -> list[Any]:
@@ -143,21 +144,33 @@ def front(candidates: Iterable[Any], objectives: Sequence[Objective]) -> list[An
 
 
 def add_to_front(front: list[Any], candidate: Any, objectives: Sequence[Objective]) -> bool:
-    """Keep `front` (a list, changed in place) the front of every candidate added so far: `candidate`
-    joins unless it is not complete and feasible, its key is already there, or a member dominates
-    it; members it dominates leave. True when the front changed. Adding a run's candidates one by
-    one this way gives the members of `front(candidates, objectives)` (the same test,
-    `nas.pareto.update_front`), in the order they joined."""
+    """The one incremental front: keep `front` (a list, changed in place) the front of every
+    candidate added so far. `candidate` joins unless it is not complete and feasible, its key is
+    already there, or a member dominates it (`nas.pareto.dominates`; an equal vector does not);
+    members it dominates leave. True when the front changed. Adding a run's candidates one by one
+    this way gives the members of `front(candidates, objectives)`, in the order they joined."""
     if candidate.state != "complete" or candidate.violation > 0 or candidate.objectives is None:
         return False
     if any(f.key == candidate.key for f in front):
         return False
-    enters, keep = pareto.update_front(matrix(front, objectives), np.array(to_min(candidate.objectives, objectives), dtype=float))
-    if not enters:
+    keep = _join_front([to_min(f.objectives, objectives) for f in front], to_min(candidate.objectives, objectives))
+    if keep is None:
         return False
-    front[:] = [f for f, k in zip(front, keep) if k]
+    front[:] = [front[i] for i in keep]
     front.append(candidate)
     return True
+
+
+def _join_front(vectors: Sequence[Sequence[float]], mine: Sequence[float]) -> list[int] | None:
+    """The rule of `add_to_front` on minimised vectors: None when a vector of `vectors` dominates
+    `mine`, else the indices of those `mine` does not dominate (they stay; `mine` joins them)."""
+    keep = []
+    for i, other in enumerate(vectors):
+        if pareto.dominates(other, mine):
+            return None
+        if not pareto.dominates(mine, other):
+            keep.append(i)
+    return keep
 
 
 # -- hypervolume: one definition ----------------------------------------------------------------
@@ -215,9 +228,15 @@ def hypervolume(candidates: Iterable[Any], objectives: Sequence[Objective],
         if bounds is None:
             return None
     pool = feasible(cands)
-    if not pool:
+    return hypervolume_of(matrix(pool, objectives), bounds)
+
+
+def hypervolume_of(F: np.ndarray, bounds: tuple[np.ndarray, np.ndarray]) -> float:
+    """`hypervolume`'s computation on a minimised (n, m) matrix: normalised by `bounds`, reference
+    point `HV_REF` in every objective. 0.0 for no rows."""
+    if len(F) == 0:
         return 0.0
-    return pareto.normalized_hypervolume(matrix(pool, objectives), bounds[0], bounds[1], ref_offset=HV_REF - 1.0)
+    return pareto.normalized_hypervolume(F, bounds[0], bounds[1], ref_offset=HV_REF - 1.0)
 
 
 def hypervolume_text(candidates: Iterable[Any], objectives: Sequence[Objective]) -> str | None:

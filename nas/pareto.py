@@ -109,14 +109,21 @@ def to_minimization(values: np.ndarray, directions: Sequence[str]) -> np.ndarray
     return arr * sign
 
 
-def dominates(a: np.ndarray, b: np.ndarray) -> bool:
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     """Pareto dominance for minimisation: ``a`` is no worse everywhere and
-    strictly better somewhere."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
-    return bool(np.all(a <= b) and np.any(a < b))
+    strictly better somewhere.  A NaN anywhere in ``a`` or ``b`` makes it False.
+    Plain Python on two vectors (the incremental front calls it per member,
+    where numpy's per-call overhead would dominate); the block versions below
+    do the same test for whole matrices."""
+    if len(a) != len(b):
+        raise ValueError(f"shape mismatch: {len(a)} vs {len(b)} objectives")
+    better = False
+    for x, y in zip(a, b):
+        if not x <= y:  # also False for NaN
+            return False
+        if x < y:
+            better = True
+    return better
 
 
 def _domination_matrix(F: np.ndarray, violation: np.ndarray | None) -> np.ndarray:
@@ -316,13 +323,13 @@ def _dominance(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def update_front(P: np.ndarray, p: np.ndarray) -> tuple[bool, np.ndarray]:
-    """One step of an incremental front: whether row ``p`` enters the front
-    ``P`` (no row of ``P`` dominates it; an equal row does not) and the mask of
-    the rows of ``P`` that stay (those ``p`` does not dominate).  With
-    :func:`pareto_mask`'s rules, so adding rows one at a time this way gives the
-    same front as one call on all of them."""
-    P = np.asarray(P, dtype=float).reshape(-1, np.size(p))
+    """One step of an incremental front, vectorised for large fronts: whether
+    row ``p`` enters the front ``P`` (no row of ``P`` dominates it; an equal
+    row does not) and the mask of the rows of ``P`` that stay (those ``p`` does
+    not dominate).  The same rule as :func:`dominates` applied row by row, and
+    as :func:`pareto_mask`: adding rows one at a time gives its front."""
     p = np.asarray(p, dtype=float).reshape(1, -1)
+    P = np.asarray(P, dtype=float).reshape(-1, p.shape[1])
     if np.isnan(p).any():
         raise ValueError("p contains NaN")
     if _dominated_by(P, p)[0]:

@@ -74,8 +74,8 @@ def hypervolume_series(candidates: Sequence[Any], objectives: Sequence[Objective
     point: non-decreasing, unchanged by a dominated candidate, the last value the run's
     hypervolume. Given `bounds`, every prefix is computed with them.
 
-    The front is kept incrementally (`nas.pareto.update_front`) and the hypervolume recomputed
-    only when a candidate enters it. With two objectives every value is exact. With three, where
+    The front is kept incrementally (`nas.pareto.update_front`, the rule of
+    `nas.objectives.add_to_front`) and the hypervolume recomputed only when a candidate enters it. With two objectives every value is exact. With three, where
     one exact computation costs O(front size^2), a large front is recomputed at most every
     `front size x n / 15,000` candidates (a value in between holds the last one computed, so it
     may lag a little); the last value is always exact. 1,000 candidates take well under a second
@@ -91,11 +91,9 @@ def hypervolume_series(candidates: Sequence[Any], objectives: Sequence[Objective
             return [math.nan] * len(cands)
         first = [k for k, c in enumerate(cands) if c.source is None and c.feasible and c.objectives is not None]
         start = first[objmod.HV_FIXED_BY - 1]
-    lower, upper = bounds
     pool = objmod.feasible(cands)
-    N = pareto.normalize(objmod.matrix(pool, objectives), lower, upper) if pool else np.empty((0, m))
+    F = objmod.matrix(pool, objectives)
     row = {id(c): i for i, c in enumerate(pool)}
-    ref = np.full(m, objmod.HV_REF)
     front = np.empty((0, m))
     hv = 0.0
     out = []
@@ -103,14 +101,14 @@ def hypervolume_series(candidates: Sequence[Any], objectives: Sequence[Objective
     for k, c in enumerate(cands):
         i = row.get(id(c))
         if i is not None:
-            enters, keep = pareto.update_front(front, N[i])
+            enters, keep = pareto.update_front(front, F[i])
             if enters:
-                front = np.vstack([front[keep], N[i]])
+                front = np.vstack([front[keep], F[i]])
                 dirty = True
         if dirty and k >= start:
             stride = 1 if m < 3 else max(1, front.shape[0] * len(cands) // _HV3_BUDGET)
             if k - last >= stride or k == len(cands) - 1 or k == start:
-                hv = pareto.hypervolume(front, ref)
+                hv = objmod.hypervolume_of(front, bounds)
                 dirty, last = False, k
         out.append(hv if k >= start else math.nan)
     return out
@@ -251,6 +249,17 @@ def pareto_figure(candidates: Sequence[Any], objectives: Sequence[Objective], *,
                     color=_FRONT, lw=1.4, alpha=0.9, zorder=3)
         ax.scatter([c.objectives[xj] for c in fr], [c.objectives[yi] for c in fr], s=34, color=_FRONT, edgecolors="black",
                    linewidths=0.5, zorder=4, label=f"Pareto front ({len(fr)})")
+        # compressed candidates (nas compress): a diamond each, a dashed line from the one it came from
+        by_id = {c.id: c for c in candidates}
+        derived = [c for c in pool if getattr(c, "derived_from", None) is not None]
+        for c in derived:
+            par = by_id.get(c.derived_from)
+            if par is not None and par.objectives is not None:
+                ax.plot([par.objectives[xj], c.objectives[xj]], [par.objectives[yi], c.objectives[yi]], ls="--", lw=0.9,
+                        color="#6a3d9a", alpha=0.8, zorder=3.5)
+        if derived:
+            ax.scatter([c.objectives[xj] for c in derived], [c.objectives[yi] for c in derived], s=46, marker="D", facecolors="none",
+                       edgecolors="#6a3d9a", linewidths=1.2, zorder=4.5, label=f"compressed, line to parent ({len(derived)})")
         if chosen is not None:
             kx, ky = chosen.objectives[xj], chosen.objectives[yi]
             ax.scatter([kx], [ky], s=170, marker="*", color=_PICK, edgecolors="black", linewidths=0.6, zorder=5,

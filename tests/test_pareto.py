@@ -419,3 +419,27 @@ def test_nondominated_sort_large_n_peels_like_the_matrix(monkeypatch):
     expected = [[f.tolist() for f in nondominated_sort(F)], [f.tolist() for f in nondominated_sort(F, v)]]
     monkeypatch.setattr(pareto, "_MATRIX_ROWS", 10)
     assert [[f.tolist() for f in pareto.nondominated_sort(F)], [f.tolist() for f in pareto.nondominated_sort(F, v)]] == expected
+
+
+def test_update_front_one_row_at_a_time_is_pareto_mask():
+    from nas.pareto import update_front
+
+    rng = np.random.default_rng(4)
+    for m in (2, 3):
+        for _ in range(50):
+            F = rng.integers(0, 5, size=(int(rng.integers(1, 40)), m)).astype(float)
+            front = np.empty((0, m))
+            rows: list[int] = []
+            for i, p in enumerate(F):
+                enters, keep = update_front(front, p)
+                if enters:
+                    front = np.vstack([front[keep], p])
+                    rows = [r for r, k in zip(rows, keep) if k] + [i]
+                # the scalar test agrees with the vectorised one
+                assert enters == (not any(dominates(q, p) for q in F[rows[:-1] if enters else rows]))
+            assert sorted(rows) == np.flatnonzero(pareto_mask(F)).tolist()
+
+
+def test_dominates_nan_is_false():
+    assert not dominates([np.nan, 0.0], [1.0, 1.0])
+    assert not dominates([0.0, 0.0], [np.nan, 1.0])
