@@ -257,6 +257,9 @@ def export(run: str | Path, out: str | Path, *, pick: str = "near-best", max_par
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would stay with the export
         buf = io.BytesIO()
         torch.save(model.state_dict(), buf)
         (tmp / "weights.pt").write_bytes(buf.getvalue())
