@@ -3,12 +3,24 @@
 The strategy proposes, the evaluator measures, the driver loops and records (STYLE 2). The
 driver is the run store's only writer. It runs steady-state: a finished evaluation lets the next
 one start at once, so parallel executors need no generation barrier.
+
+Commits: an evaluation that took COMMIT_INTERVAL or longer, or left weights, is committed as it
+finishes, and a running candidate is committed before the driver waits on it, so a crash loses
+nothing of it. Fast evaluations (table lookups, infeasible proposals, duplicates answered from the
+store) are committed in groups, at most COMMIT_INTERVAL apart: a crash loses at most that last
+fraction of a second of them, and the resumed run evaluates them again from the strategy state
+of the last commit (so it still ends as an uninterrupted one would).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
+import random
+import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +28,28 @@ from typing import Any, Callable, Mapping, Sequence
 
 from . import objectives as objmod
 from .errors import NasError, UsageError
-from .evaluators import Evaluation
+from .evaluators import Evaluation, run_preprocessing
 from .objectives import Objective
-from .space import Architecture, SearchSpace
-from .runs import KEEP_WEIGHTS, RUN_VERSION, Run, SearchConfig, make_evaluator, seed_for, space_config  # noqa: F401 (names kept importable here)
+from .space import Architecture, SearchSpace, SpaceError
+from .runs import (KEEP_WEIGHTS, RUN_VERSION, Run, SearchConfig, function_objectives, make_evaluator,  # noqa: F401 (names kept importable here)
+                   objectives_from_meta, objectives_meta, seed_for, space_config)
 from .store import Candidate, RunError, RunStore
 from .strategies import Result, Strategy, default_strategy, make_strategy
 
+COMMIT_INTERVAL = 0.1  # seconds: the most fast evaluations a crash can lose (see the module's docstring)
+STOPS_FINISHED = ("budget", "time budget", "failures", "exhausted", "infeasible")  # a session that ended by itself
+
+
 class SearchInterrupted(NasError):
-    """Ctrl-C: the run is saved; the message says how to resume."""
+    """Ctrl-C or SIGTERM: the run is saved; the message says how to resume."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 @dataclass
@@ -35,7 +60,7 @@ class SearchResult:
     candidates: list[Candidate]
     front: list[Candidate]
     objectives: list[Objective]
-    stopped: str  # budget | time budget | failures | exhausted
+    stopped: str  # budget | time budget | failures | exhausted | infeasible
 
     @property
     def best(self) -> Candidate | None:
@@ -51,11 +76,7 @@ class Search:
         self.config = config
         self.objectives = list(objectives) if objectives is not None else objmod.parse_objectives(config.objectives)
         self.evaluator = evaluator if evaluator is not None else make_evaluator(config)
-        fit = getattr(self.evaluator, "fit_space", None)
-        self.space = fit(space) if fit is not None else space
-        check = getattr(self.evaluator, "check_space", None)
-        if check is not None:
-            check(self.space)
+        self.space = fit_space(space, self.evaluator)
         self.constraints = {**self.space.constraints, **config.constraints}
         name = config.strategy if config.strategy != "auto" else default_strategy(len(self.objectives))
         self.strategy: Strategy = make_strategy(name, self.space, len(self.objectives), config.seed,
@@ -63,18 +84,33 @@ class Search:
         saved = store.state("strategy")
         if saved is not None:
             self.strategy.load_state_dict(saved)
+        # every commit writes the strategy's state with the rows it goes with (when it changed)
+        store.state_provider = lambda: {"strategy": self.strategy.state_dict()}
         self.progress = progress
         self.log = log or print
         self._bar: Any = None
         self._epochs_heard: dict[int, int] = {}  # candidate id -> last epoch heard while it ran
+        self._created: tuple[Path, bool] | None = None  # (run, whether its directory was there before): set by start()
+        self._t0 = time.monotonic()
+        self._elapsed0 = float(store.meta("elapsed", 0.0))
+        self._last_commit = 0.0
+        self._slow = True  # whether the last evaluation took COMMIT_INTERVAL or longer (unknown: assume so)
         # in-memory views of the store, kept in step with it by _record (the per-candidate path
-        # reads no rows back): first evaluation of each key, distinct evaluations, the front
+        # reads no rows back): first evaluation of each key, trained networks, the front
         self._first: dict[str, Candidate] = {}
         self._front: list[Candidate] = []
+        self._front_version = 0  # bumped when the front changes: the progress line is worked out again only then
+        self._shown: tuple[int, list[Candidate], dict[str, Any]] | None = None
         for c in store.candidates(["complete", "failed", "infeasible"]):
-            if c.source is None:
+            if c.duplicate_of is None and c.derived_from is None:  # compressed candidates (nas compress) are no search evaluations
                 self._first.setdefault(c.key, c)
             self._update_front(c)
+        self._trained = sum(1 for c in self._first.values() if c.state != "infeasible")
+        self.scheduled: Any = None  # epochs per candidate by rungs (--scheduler asha|hyperband; nas.schedulers)
+        if getattr(config, "scheduler", "none") != "none":
+            from .schedulers import ScheduledSearch
+
+            self.scheduled = ScheduledSearch(self)
 
     def __enter__(self) -> "Search":
         return self
@@ -84,23 +120,31 @@ class Search:
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _evaluated(self) -> int:
-        """Distinct architectures evaluated so far (duplicates answered from the store do not count)."""
-        return len(self._first)
+        """Networks trained (or looked up) so far: what `budget` counts. Duplicates answered from the
+        store and infeasible proposals (rejected before training) do not count."""
+        return self._trained
 
     def _update_front(self, c: Candidate) -> bool:
         """Add `c` to the in-memory front if nothing there dominates it; True if the front changed."""
-        if not c.feasible or c.objectives is None or any(f.key == c.key for f in self._front):
-            return False
-        mine = objmod.to_min(c.objectives, self.objectives)
-        others = [objmod.to_min(f.objectives, self.objectives) for f in self._front]
-        if any(all(a <= b for a, b in zip(o, mine)) and o != mine for o in others):
-            return False
-        self._front = [f for f, o in zip(self._front, others) if not (all(a <= b for a, b in zip(mine, o)) and mine != o)]
-        self._front.append(c)
-        return True
+        changed = objmod.add_to_front(self._front, c, self.objectives)
+        self._front_version += changed
+        return changed
 
     def _elapsed(self) -> float:
-        return float(self.store.meta("elapsed", 0.0))
+        """Seconds of search over all sessions, up to now."""
+        return self._elapsed0 + time.monotonic() - self._t0
+
+    def _commit(self) -> None:
+        """Commit what is pending with the strategy's state and the elapsed time (so that sessions
+        ended by kill -9 count against the time budget too)."""
+        self._last_commit = time.monotonic()
+        if self.store.pending:
+            self.store.set_metas({"elapsed": self._elapsed(), "elapsed_at": time.time()})
+            self.store.commit()
+
+    def _maybe_commit(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._last_commit >= COMMIT_INTERVAL:
+            self._commit()
 
     def _result(self, cand_id: int, arch: Architecture, ev: Evaluation, generation: int, parents: tuple[int, ...]) -> tuple[Result, tuple[float, ...] | None, float]:
         """The strategy's view of an evaluation: minimised objective values (None when failed)."""
@@ -125,53 +169,65 @@ class Search:
         result, values, violation = self._result(cid, arch, ev, generation, parents)
         self.strategy.tell(result)
         got = self.store.add_finished(arch.key, dict(arch), twin.state, generation=generation, parents=parents, metrics=twin.metrics,
-                                objectives=values, violation=violation, error=twin.error, source=f"duplicate of #{twin.id}",
-                                states={"strategy": self.strategy.state_dict()})
+                                      objectives=values, violation=violation, error=twin.error, duplicate_of=twin.id)
         assert got == cid, "the driver is the run's only writer"
 
-    def _record(self, cand: Candidate, arch: Architecture, ev: Evaluation, source: str | None = None) -> None:
+    def _record(self, cand: Candidate, arch: Architecture, ev: Evaluation, duplicate_of: int | None = None) -> bool:
+        """Tell the strategy and record the outcome; True when weights were written (the caller commits at once)."""
         result, values, violation = self._result(cand.id, arch, ev, cand.generation, cand.parents)
         self.strategy.tell(result)
         state = ev.status if ev.status in ("complete", "failed", "infeasible") else "failed"
-        keep = self.config.keep_weights != "none" and ev.state is not None and source is None
+        keep = self.config.keep_weights != "none" and ev.state is not None and duplicate_of is None
         if ev.history and self._epochs_heard.pop(cand.id, 0) != len(ev.history):  # the curve, where its epochs were not all heard
             self.store.set_curve(cand.id, ev.history)
         self.store.finish(cand.id, state, metrics=ev.metrics, objectives=values, violation=violation, error=ev.error,
-                          source=source, weights=ev.state if keep else None, states={"strategy": self.strategy.state_dict()})
-        cand.state, cand.metrics, cand.error, cand.source, cand.violation = state, dict(ev.metrics), ev.error, source, violation
+                          duplicate_of=duplicate_of, weights=ev.state if keep else None)
+        cand.state, cand.metrics, cand.error, cand.duplicate_of, cand.violation = state, dict(ev.metrics), ev.error, duplicate_of, violation
         cand.objectives = values
-        if source is None:
-            self._first.setdefault(cand.key, cand)
+        if duplicate_of is None and cand.key not in self._first:
+            self._first[cand.key] = cand
+            self._trained += state != "infeasible"
         self._update_front(cand)
+        return keep
 
     def record_epoch(self, cid: int, record: Mapping[str, Any]) -> None:
         """An epoch a candidate finished (heard from the executor): kept in the store for readers
         (learning curves, the running candidate's epoch) and shown on the progress bar."""
         self.store.record_epoch(cid, record)
+        self._commit()  # readers see it now (the driver is between steps: what is pending is whole)
         self._epochs_heard[cid] = int(record.get("epoch", 0))
         if self._bar is not None:
             self._bar.set_description(f"search (#{cid} epoch {record.get('epoch')})", refresh=True)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> SearchResult:
+        if self.scheduled is not None:
+            return self.scheduled.run()
         from .executors import make_executor
 
         cfg = self.config
-        started = time.monotonic()
-        elapsed0 = self._elapsed()
+        self._t0 = time.monotonic()
+        self._elapsed0 = float(self.store.meta("elapsed", 0.0))
         stop = "budget"
         failures_in_row = 0
+        infeasible_in_row = 0
+        infeasible_limit = max(100, 10 * (cfg.budget or 10))
         dup_streak = 0
         summary_every = max(5, int(self.strategy.options.get("population", 10)))
-        pending = self.store.candidates(["queued", "running"])  # asked before a stop: evaluate again
+        # asked before a stop: evaluate again (a compression step cut off is nas compress's to redo)
+        pending = [c for c in self.store.candidates(["queued", "running"]) if c.derived_from is None]
         executor = make_executor(cfg, self)
-        inflight: dict[int, tuple[Candidate, Architecture]] = {}
+        inflight: dict[int, tuple[Candidate, Architecture, float]] = {}
+        sigterm = threading.current_thread() is threading.main_thread()
+        old_handler = signal.signal(signal.SIGTERM, _on_sigterm) if sigterm else None
+        self.store.set_metas({"stopped": None, "elapsed": self._elapsed0, "elapsed_at": time.time(), "writer_pid": os.getpid()})
+        self.store.batch = True
         self._open_bar()
         try:
             while True:
                 # fill the workers
                 while len(inflight) < executor.capacity:
-                    if self._out_of_time(started, elapsed0):
+                    if self._out_of_time():
                         stop = "time budget"
                         break
                     if pending:
@@ -179,94 +235,137 @@ class Search:
                         arch = self.space.make(cand.arch)
                         twin = self._first.get(cand.key)
                         if twin is not None:
-                            self._record(cand, arch, Evaluation(twin.state, dict(twin.metrics), twin.error), source=f"duplicate of #{twin.id}")
+                            self._record(cand, arch, Evaluation(twin.state, dict(twin.metrics), twin.error), duplicate_of=twin.id)
+                            self._maybe_commit()
                             continue
                     else:
-                        if cfg.budget is not None and self._evaluated() + len(inflight) >= cfg.budget:
+                        if cfg.budget is not None and self._trained + len(inflight) >= cfg.budget:
                             break
                         proposal = self.strategy.ask()
                         arch = proposal.arch
                         twin = self._first.get(arch.key)
                         if twin is not None:
-                            # answered from the store: proposed and recorded in one transaction
+                            # answered from the store: proposed and recorded in one step
                             self._record_duplicate(proposal.generation, tuple(proposal.parents), arch, twin)
+                            self._maybe_commit()
                             dup_streak += 1
                             if dup_streak > max(1000, 20 * (cfg.budget or 50)):
                                 stop = "exhausted"
                                 break
                             continue
-                        cid = self.store.add(arch.key, dict(arch), generation=proposal.generation, parents=proposal.parents,
-                                             states={"strategy": self.strategy.state_dict()})
+                        cid = self.store.add(arch.key, dict(arch), generation=proposal.generation, parents=proposal.parents)
                         cand = Candidate(cid, arch.key, dict(arch), "queued", proposal.generation, tuple(proposal.parents))
-                    if any(c.key == cand.key for c, _ in inflight.values()):
+                    if any(c.key == cand.key for c, _, _ in inflight.values()):
                         # its twin is being evaluated right now: wait for it, then answer from the store
                         pending.insert(0, cand)
                         break
                     dup_streak = 0
                     self.store.start(cand.id, executor.worker_name())
+                    self._maybe_commit(force=self._slow)  # a slow evaluation is seen running, and nothing before it waits on it
+                    inflight[cand.id] = (cand, arch, time.monotonic())
                     executor.submit(cand.id, self.space, arch, seed_for(cfg.seed, cand.key), self.constraints)
-                    inflight[cand.id] = (cand, arch)
                 if not inflight:
                     break  # nothing running and nothing to start: budget reached, out of time or exhausted
+                self._maybe_commit(force=self._slow)
                 for cid, ev in executor.wait():
-                    cand, arch = inflight.pop(cid)
-                    self._record(cand, arch, ev)
+                    cand, arch, submitted = inflight.pop(cid)
+                    self._slow = time.monotonic() - submitted >= COMMIT_INTERVAL
+                    kept = self._record(cand, arch, ev)
+                    self._maybe_commit(force=kept or self._slow)
                     failures_in_row = failures_in_row + 1 if ev.status == "failed" else 0
+                    infeasible_in_row = infeasible_in_row + 1 if ev.status == "infeasible" else 0
                     self._advance(ev, cand, summary_every)
                 if failures_in_row >= cfg.max_failures:
                     stop = "failures"
                     self.log(f"stopping: {failures_in_row} evaluations failed in a row (last: {self.store.candidates(['failed'])[-1].error})")
-                    executor.cancel_all()
-                    for cid, (cand, _) in list(inflight.items()):
-                        self.store.requeue(cid)
-                    inflight.clear()
+                    self._requeue_all(executor, inflight)
                     break
-        except KeyboardInterrupt:
+                if infeasible_in_row >= infeasible_limit:
+                    stop = "infeasible"
+                    limits = ", ".join(f"{k} {v:g}" for k, v in self.constraints.items())
+                    self.log(f"stopping: the last {infeasible_in_row} proposals all broke a constraint known before training ({limits})"
+                             f" and {self._trained} networks were trained; loosen the constraints or change the space")
+                    self._requeue_all(executor, inflight)
+                    break
+            self._commit()
+        except KeyboardInterrupt as exc:
             executor.cancel_all()
-            self._save_elapsed(started, elapsed0)
-            self._close_bar()
-            raise SearchInterrupted(f"interrupted; everything finished so far is saved in {self.store.path}. Resume with: nas resume {self.store.path}") from None
+            self._stop_here("terminated" if isinstance(exc, _Terminated) else "interrupted")
+            how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+            raise SearchInterrupted(f"{how}; everything finished so far is saved in {self.store.path}. Resume with: nas resume {self.store.path}") from None
+        except BaseException as exc:
+            executor.cancel_all()
+            self.store.batch = False
+            self.store.rollback()
+            if self._created is not None and self.store.next_id() == 1:
+                self._discard()  # a new run that failed before its first candidate leaves nothing behind
+            else:
+                self._stop_here("error", f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             executor.shutdown()
-        self._save_elapsed(started, elapsed0)
+            self.store.batch = False
+            if sigterm:
+                signal.signal(signal.SIGTERM, old_handler)
         self._close_bar()
         if stop == "exhausted":
             self.log("stopping: the strategy keeps proposing architectures that were already evaluated (the space may be exhausted)")
         return self.finish(stop)
 
-    def _out_of_time(self, started: float, elapsed0: float) -> bool:
-        tb = self.config.time_budget
-        return tb is not None and elapsed0 + (time.monotonic() - started) >= tb
+    def _requeue_all(self, executor: Any, inflight: dict[int, Any]) -> None:
+        executor.cancel_all()
+        for cid in list(inflight):
+            self.store.requeue(cid)
+        inflight.clear()
 
-    def _save_elapsed(self, started: float, elapsed0: float) -> None:
-        self.store.set_meta("elapsed", elapsed0 + time.monotonic() - started)
+    def _stop_here(self, why: str, error: str | None = None) -> None:
+        """A session stopped mid-step: drop what is not committed (it was not whole, or is evaluated
+        again on resume), then record the time spent and why it stopped."""
+        self._close_bar()
+        self.store.batch = False
+        self.store.rollback()
+        self.store.state_provider = None  # the strategy may be ahead of the last commit: keep the committed state
+        self.store.set_metas({"elapsed": self._elapsed(), "elapsed_at": time.time(), "stopped": why, **({"error": error} if error else {})})
+
+    def _discard(self) -> None:
+        run, existed = self._created  # type: ignore[misc]
+        self._close_bar()
+        self.store.close()
+        remove_run(run, existed)
+
+    def _out_of_time(self) -> bool:
+        tb = self.config.time_budget
+        return tb is not None and self._elapsed() >= tb
 
     def finish(self, stop: str) -> SearchResult:
         """Test-split scores for the final front (only for it), weight pruning, the result."""
         candidates = self.store.candidates()
         front = objmod.front(candidates, self.objectives)
         tester = getattr(self.evaluator, "test", None)
-        if tester is not None:
-            for c in front:
-                if c.test is not None:
-                    continue
-                source = int(c.source.split("#")[1]) if c.source else c.id
-                try:
-                    weights = None
-                    if getattr(self.evaluator, "test_needs_weights", True):
-                        if not self.store.weights_path(source).exists():
-                            continue  # weights were not kept: nothing to test
-                        weights = self.store.load_weights(source)
-                    test = tester(self.space, self.space.make(c.arch), weights)
-                except Exception as exc:  # a test score is a report, not a reason to lose the run
-                    test = {"error": f"{type(exc).__name__}: {exc}"}
-                self.store.set_test(c.id, test)
-                c.test = test
+        self.store.batch = True  # one commit for all of it
+        try:
+            if tester is not None:
+                for c in front:
+                    if c.test is not None:
+                        continue
+                    try:
+                        weights = None
+                        if getattr(self.evaluator, "test_needs_weights", True):
+                            if not self.store.weights_path(c.weights_id).exists():
+                                continue  # weights were not kept: nothing to test
+                            weights = self.store.load_weights(c.weights_id)
+                        test = tester(self.space, self.space.make(c.arch), weights)
+                    except Exception as exc:  # a test score is a report, not a reason to lose the run
+                        test = {"error": f"{type(exc).__name__}: {exc}"}
+                    self.store.set_test(c.id, test)
+                    c.test = test
+            self.store.set_metas({"stopped": stop, "elapsed": self._elapsed(), "elapsed_at": time.time()})
+            self.store.commit()
+        finally:
+            self.store.batch = False
         if self.config.keep_weights == "front":
-            keep = {int(c.source.split("#")[1]) if c.source else c.id for c in front}
-            self.store.prune_weights(keep)
-        self.store.set_meta("stopped", stop)
-        return SearchResult(self.store.path, self.store.candidates(), front, self.objectives, stop)
+            self.store.prune_weights({c.weights_id for c in front})
+        return SearchResult(self.store.path, candidates, front, self.objectives, stop)
 
     # -- progress -----------------------------------------------------------------------------
     def _open_bar(self) -> None:
@@ -284,7 +383,11 @@ class Search:
 
     def _advance(self, ev: Evaluation, cand: Candidate, summary_every: int) -> None:
         done = self._evaluated()
-        if self._bar is None and not self.progress:
+        trained = ev.status != "infeasible"  # what the budget counts
+        if self._bar is None and not (trained and done % summary_every == 0):
+            return  # nothing to show: the front and hypervolume are not worked out per candidate
+        if self._shown is not None and self._shown[0] == self._front_version:
+            self._advance_show(trained, done, summary_every, self._shown[1], self._shown[2])
             return
         fr = objmod.front(self._front, self.objectives)
         first = self.objectives[0]
@@ -292,12 +395,19 @@ class Search:
         if fr:
             postfix[f"best {first.name}"] = f"{fr[0].objectives[0]:.4g}"
         if len(self.objectives) > 1:
-            # normalised by the front's own bounds while searching (the report uses the final ones)
-            postfix["hv"] = f"{objmod.hypervolume(fr, self.objectives):.3f}"
+            # the run's one hypervolume (status and report show the same), bounds fixed once per run
+            if getattr(self, "_hv_bounds", None) is None:
+                self._hv_bounds = objmod.hv_bounds(self.store.candidates(), self.objectives)
+            hv = objmod.hypervolume(self._front, self.objectives, self._hv_bounds) if self._hv_bounds is not None else None
+            postfix["hv"] = "n/a" if hv is None else f"{hv:.4f}"
+        self._shown = (self._front_version, fr, postfix)
+        self._advance_show(trained, done, summary_every, fr, postfix)
+
+    def _advance_show(self, trained: bool, done: int, summary_every: int, fr: list[Candidate], postfix: dict[str, Any]) -> None:
         if self._bar is not None:
-            self._bar.update(1)
+            self._bar.update(int(trained))
             self._bar.set_postfix(postfix, refresh=False)
-        if done % summary_every == 0:
+        if trained and done % summary_every == 0:
             counts = self.store.counts()
             text = f"evaluated {done:>5}  " + "  ".join(f"{k} {v}" for k, v in postfix.items())
             text += f"  front {len(fr)}  failed {counts['failed']}  infeasible {counts['infeasible']}  duplicates {counts['duplicates']}"
@@ -310,7 +420,7 @@ class Search:
 # -- public API -----------------------------------------------------------------------------
 def open_run(run: str | Path) -> tuple[RunStore, SearchConfig, SearchSpace, list[Objective]]:
     """The older form of `nas.open_run`: (store, config, space, objectives) of a run opened
-    read-only; closing the store closes the run. New code uses `nas.runs.Run`."""
+    read-only; closing the store closes the run. New code uses `nas.open_run` (a `Run`)."""
     opened = Run(run)
     return opened.store, opened.config, opened.space, opened.objectives
 
@@ -321,9 +431,49 @@ def default_run_dir(space_name: str, data: str) -> Path:
     return Path("runs") / f"{safe}-{stamp}"
 
 
+def fit_space(space: SearchSpace, evaluator: Any) -> SearchSpace:
+    """`space` for the evaluator's data (input shape, classes), checked by the evaluator."""
+    fit = getattr(evaluator, "fit_space", None)
+    fitted = fit(space) if fit is not None else space
+    check = getattr(evaluator, "check_space", None)
+    if check is not None:
+        check(fitted)
+    return fitted
+
+
+def check_fits(space: SearchSpace, data: str, seed: int = 0) -> None:
+    """UsageError, naming a space that fits, when no architecture of `space` can take the data."""
+    try:
+        space.sample(random.Random(seed))
+    except SpaceError as exc:
+        shape = "x".join(map(str, space.input_shape))
+        if len(space.input_shape) == 1 and space.name != "mlp":
+            hint = f"; the data are flat features ({shape}): use the mlp space (--space mlp)"
+        elif len(space.input_shape) == 3:
+            hint = f"; the data are images ({shape}): try --space cnn, resnet or mlp"
+        else:
+            hint = "; `nas spaces list` shows the shipped spaces"
+        raise UsageError(f"the space {space.name} does not fit the data {data} (input {shape}): {exc.reason}{hint}") from None
+
+
+def remove_run(run: Path, existed: bool) -> None:
+    """Remove what creating a run wrote (all of `run` when this created the directory)."""
+    if not existed:
+        shutil.rmtree(run, ignore_errors=True)
+        return
+    for name in ("run.db", "run.db-wal", "run.db-shm", ".lock"):
+        (run / name).unlink(missing_ok=True)
+    try:
+        (run / "weights").rmdir()
+    except OSError:
+        pass
+
+
 def start(config: SearchConfig, run: str | Path | None = None, *, objectives: Sequence[Objective] | None = None,
           evaluator: Any = None, progress: bool = True, log: Callable[[str], None] | None = None) -> Search:
-    """Create a run directory for `config` and return the `Search` session (call `.run()`)."""
+    """Create a run directory for `config` and return the `Search` session (call `.run()`).
+    Everything that can be refused is checked first; the run is then created in one step (config,
+    objectives, the space's fingerprint and input shape together)."""
     from . import __version__
 
     config.check()
@@ -334,35 +484,61 @@ def start(config: SearchConfig, run: str | Path | None = None, *, objectives: Se
     run = Path(run) if run is not None else default_run_dir(space.name, config.data)
     if (run / "run.db").exists():
         raise RunError(f"{run}: a run already exists there; resume it with `nas resume {run}` or pick another --run")
-    # check the backend, build the evaluator and strategy first: a bad option fails before
-    # anything is written
+    # check the backend, build the evaluator, fit the space to the data first: a bad option fails
+    # before anything is written
     from .executors import check_backend
 
     check_backend(config)
     evaluator = evaluator if evaluator is not None else make_evaluator(config)
-    store = RunStore.create(run, {"config": config.to_dict(), "nas_version": __version__, "run_version": RUN_VERSION})
+    fitted = fit_space(space, evaluator)
+    check_fits(fitted, config.data, config.seed)
+    existed = run.exists()
+    store = RunStore.create(run, {"config": config.to_dict(), "nas_version": __version__, "run_version": RUN_VERSION,
+                                  "objectives": objectives_meta(objs), "space_fingerprint": fitted.fingerprint,
+                                  "input_shape": list(fitted.input_shape), "classes": fitted.classes,
+                                  "preprocessing": run_preprocessing(evaluator)})
     try:
         search = Search(store, config, space, objectives=objs, evaluator=evaluator, progress=progress, log=log)
-        store.set_meta("space_fingerprint", search.space.fingerprint)
-        store.set_meta("input_shape", list(search.space.input_shape))
-        store.set_meta("classes", search.space.classes)
     except BaseException:
         store.close()
-        import shutil
-
-        shutil.rmtree(run, ignore_errors=True)
+        remove_run(run, existed)
         raise
+    search._created = (run, existed)
     return search
 
 
-def resume(run: str | Path, *, budget: int | None = None, time_budget: float | None = None, objectives: Sequence[Objective] | None = None,
+def _resume_objectives(run: str | Path, store: RunStore, config: SearchConfig, given: Sequence[Objective | str] | None) -> list[Objective]:
+    """The run's objectives for a resume: the stored ones; function objectives must be given again
+    (through the API: a run cannot store a function), with the same names and directions."""
+    stored = store.meta("objectives")
+    names = list(config.objectives)
+    functions = function_objectives(stored) if stored else [n for n in names if n not in objmod.BUILTIN]
+    if given is None:
+        if functions:
+            raise UsageError(f"{run}: objective(s) {', '.join(functions)} are Python functions, which a run cannot store;"
+                             f" resume it from Python with nas.resume({str(run)!r}, objectives=[...]) giving all of {', '.join(names)}")
+        return objectives_from_meta(stored, names)
+    objs = objmod.parse_objectives(given)
+    if [o.name for o in objs] != names:
+        raise UsageError(f"{run}: the run's objectives are {', '.join(names)} (in that order); got {', '.join(o.name for o in objs)}")
+    for o, want in zip(objs, objectives_from_meta(stored, names) if stored else objs):
+        if o.direction != want.direction:
+            raise UsageError(f"{run}: objective {o.name} is {'maximised' if want.direction == 'max' else 'minimised'} in the run; got direction {o.direction!r}")
+        if o.name in functions and o.fn is None:
+            raise UsageError(f"{run}: objective {o.name} is a Python function in the run; give it with fn=...")
+    return objs
+
+
+def resume(run: str | Path, *, budget: int | None = None, time_budget: float | None = None, objectives: Sequence[Objective | str] | None = None,
            evaluator: Any = None, progress: bool = True, log: Callable[[str], None] | None = None, **overrides: Any) -> Search:
     """Reopen a run for writing; `budget`/`time_budget` may extend it. Other settings are the
     run's own; overrides that differ are reported (config is what the command says, state is
-    what the run produced)."""
+    what the run produced). A run with objectives computed by Python functions needs them again:
+    `nas.resume(run, objectives=[...])`."""
     store = RunStore.open(run, write=True)
     try:
         config = SearchConfig.from_dict(store.meta("config"))
+        objs = _resume_objectives(run, store, config, objectives)
         changes = []
         if budget is not None and budget != config.budget:
             changes.append(f"budget {config.budget} -> {budget}")
@@ -380,12 +556,18 @@ def resume(run: str | Path, *, budget: int | None = None, time_budget: float | N
                 setattr(config, key, value)
         config.check()
         space = SearchSpace.from_dict(config.space["raw"], config.space.get("source", "<run>"))
-        search = Search(store, config, space, objectives=objectives, evaluator=evaluator, progress=progress, log=log)
+        search = Search(store, config, space, objectives=objs, evaluator=evaluator, progress=progress, log=log)
         saved = store.meta("space_fingerprint")
         if saved is not None and saved != search.space.fingerprint:
             raise RunError(f"{run}: the run's space compiles differently with this version of nas (fingerprint {search.space.fingerprint}, run {saved})")
+        updates: dict[str, Any] = {}
         if changes:
-            store.set_meta("config", config.to_dict())
+            updates["config"] = config.to_dict()
+        if store.meta("objectives") is None:  # a run from before objectives were stored
+            updates["objectives"] = objectives_meta(objs)
+        if updates:
+            store.set_metas(updates)
+        if changes:
             (log or print)("resuming with changed settings: " + "; ".join(changes))
     except BaseException:
         store.close()

@@ -1,13 +1,25 @@
 """The run store: one SQLite database (WAL) per run, the run's only writer.
 
     runs/<name>/run.db        config, space, candidates, strategy state (with every RNG state)
-    runs/<name>/weights/<id>.pt   trained weights, written to a temporary name and renamed
-    runs/<name>/.lock         held (flock) by the process that writes the run
+    runs/<name>/weights/<id>.pt   trained weights, written to a temporary name, fsynced and renamed
+    runs/<name>/.lock         held (flock) by the process that writes the run, with its pid
 
-Every state change is one transaction, so a crash (Ctrl-C, kill -9, power loss) leaves the run
-as it was after the last completed step: candidates that were running are evaluated again on
-resume and nothing completed is lost or evaluated twice. Readers (`nas status`, `report`,
-`export`) open the database read-only and may do so while a search is writing it.
+Durability: the database runs with `synchronous=FULL`, so a transaction that committed survives
+a killed process and a power cut alike, and a weights file is fsynced (with its directory) before
+the row that names it commits. Each state change is one transaction that also holds the strategy
+state it leads to, so a crash leaves the run as it was after the last commit: candidates that
+were running are evaluated again on resume and nothing committed is lost or evaluated twice.
+The driver may group fast evaluations into one transaction (`batch`; see `nas.search`): a crash
+then loses only those uncommitted ones, which the resumed run evaluates again.
+
+A run is created in one step: the database is written under a temporary name and renamed into
+place, so a directory holds either a whole run or none. Readers (`nas status`, `report`,
+`export`, `nas.open_run`) open the database read-only and may do so while a search is writing it.
+
+Format 2 (this one) records where a candidate's numbers came from in integer columns
+(`duplicate_of`, `derived_from`) and a `derivation` text; format-1 runs open read-only as they
+are (the missing columns read as NULL, duplicates from their old text) and are migrated when
+opened for writing.
 """
 
 from __future__ import annotations
@@ -16,13 +28,14 @@ import json
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import NasError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 STATES = ("queued", "running", "complete", "failed", "infeasible")
 
 _SCHEMA = """
@@ -38,7 +51,9 @@ CREATE TABLE IF NOT EXISTS candidates (
     objectives TEXT,
     violation REAL NOT NULL DEFAULT 0,
     error TEXT,
-    source TEXT,
+    duplicate_of INTEGER,
+    derived_from INTEGER,
+    derivation TEXT,
     epochs INTEGER,
     seconds REAL,
     worker TEXT,
@@ -51,6 +66,18 @@ CREATE INDEX IF NOT EXISTS candidates_key ON candidates (key, state);
 CREATE INDEX IF NOT EXISTS candidates_state ON candidates (state);
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# format 1 kept "duplicate of #N" in a text column `source`
+_V1_DUPLICATE = "CAST(substr(source, 15) AS INTEGER)"
+_V1_VIEW = ("CREATE TEMP VIEW candidates AS SELECT *, " + _V1_DUPLICATE +
+            " AS duplicate_of, NULL AS derived_from, NULL AS derivation FROM main.candidates")
+_V1_MIGRATION = (
+    "ALTER TABLE candidates ADD COLUMN duplicate_of INTEGER",
+    "ALTER TABLE candidates ADD COLUMN derived_from INTEGER",
+    "ALTER TABLE candidates ADD COLUMN derivation TEXT",
+    f"UPDATE candidates SET duplicate_of = {_V1_DUPLICATE} WHERE source LIKE 'duplicate of #%'",
+    "UPDATE meta SET value = '2' WHERE key = 'format_version'",
+)
 
 
 class RunError(NasError):
@@ -71,7 +98,9 @@ class Candidate:
     objectives: tuple[float, ...] | None = None  # in the run's objective order and directions
     violation: float = 0.0
     error: str | None = None
-    source: str | None = None  # None: evaluated here; "duplicate of #N": answered from the store
+    duplicate_of: int | None = None  # answered from the store: the id of the evaluation it repeats
+    derived_from: int | None = None  # made from another candidate's network (e.g. pruned), its id
+    derivation: str | None = None  # how, e.g. "pruned 0.5 of #29"
     epochs: int | None = None
     seconds: float | None = None
     worker: str | None = None
@@ -84,6 +113,16 @@ class Candidate:
     def feasible(self) -> bool:
         return self.state == "complete" and self.violation <= 0
 
+    @property
+    def source(self) -> str | None:
+        """"duplicate of #N" for a candidate answered from the store, else None (evaluated here)."""
+        return f"duplicate of #{self.duplicate_of}" if self.duplicate_of is not None else None
+
+    @property
+    def weights_id(self) -> int:
+        """The candidate whose evaluation (and weights file) holds this one's numbers."""
+        return self.duplicate_of if self.duplicate_of is not None else self.id
+
 
 def _row_to_candidate(row: sqlite3.Row) -> Candidate:
     objectives = json.loads(row["objectives"]) if row["objectives"] else None
@@ -91,7 +130,8 @@ def _row_to_candidate(row: sqlite3.Row) -> Candidate:
         id=row["id"], key=row["key"], arch=json.loads(row["arch"]), state=row["state"], generation=row["generation"],
         parents=tuple(json.loads(row["parents"])), metrics=json.loads(row["metrics"]),
         objectives=tuple(objectives) if objectives is not None else None, violation=row["violation"], error=row["error"],
-        source=row["source"], epochs=row["epochs"], seconds=row["seconds"], worker=row["worker"],
+        duplicate_of=row["duplicate_of"], derived_from=row["derived_from"], derivation=row["derivation"],
+        epochs=row["epochs"], seconds=row["seconds"], worker=row["worker"],
         test=json.loads(row["test"]) if row["test"] else None, created=row["created"], started=row["started"], finished=row["finished"],
     )
 
@@ -108,8 +148,18 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class _Lock:
-    """An exclusive flock on `<run>/.lock`; released by the OS if the process dies."""
+    """An exclusive flock on `<run>/.lock`; released by the OS if the process dies. The file
+    says `pid N` of the holder (readers tell a live run from a dead one with `nas.runs.writer`)."""
 
     def __init__(self, path: Path) -> None:
         import fcntl
@@ -144,11 +194,21 @@ class RunStore:
         self.conn = conn
         self._lock = lock
         self.weights_dir = path / "weights"
+        # batch: writes wait for commit() (the driver groups fast evaluations); state_provider:
+        # the states (e.g. {"strategy": ...}) every commit writes with the rows, when they changed
+        self.batch = False
+        self.state_provider: Callable[[], Mapping[str, Any]] | None = None
+        self._saved: dict[str, str] = {}
+        self._closed = False
+        if lock is not None:
+            self._saved = {name: value for name, value in conn.execute("SELECT name, value FROM state")}
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, meta: Mapping[str, Any]) -> "RunStore":
-        """A new run at `path` (which must not hold a run yet); `meta` values are JSON-able."""
+        """A new run at `path` (which must not hold a run yet); `meta` values are JSON-able. The
+        schema and all of `meta` land in one step: the database is written under a temporary
+        name, made durable and renamed to run.db, so a crash leaves no half-made run."""
         path = Path(path)
         if (path / "run.db").exists():
             raise RunError(f"{path}: a run already exists there; resume it with `nas resume {path}` or pick another --run")
@@ -156,21 +216,34 @@ class RunStore:
             raise RunError(f"{path}: exists and is not a directory")
         path.mkdir(parents=True, exist_ok=True)
         lock = _Lock(path / ".lock")
+        tmp = path / f".run.db.tmp{os.getpid()}"
         try:
+            for old in path.glob(".run.db.tmp*"):  # left by a create that was killed
+                old.unlink(missing_ok=True)
+            conn = sqlite3.connect(tmp, timeout=30)
+            try:
+                conn.execute("PRAGMA journal_mode=DELETE")
+                conn.execute("PRAGMA synchronous=FULL")
+                with conn:
+                    conn.executescript(_SCHEMA)
+                    values = {"format_version": FORMAT_VERSION, "created": time.time(), **meta}
+                    conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, _dumps(v)) for k, v in values.items()])
+            finally:
+                conn.close()
+            (path / "weights").mkdir(exist_ok=True)
+            os.replace(tmp, path / "run.db")
+            fsync_dir(path)
             conn = cls._connect(path / "run.db")
-            with conn:
-                conn.executescript(_SCHEMA)
-                values = {"format_version": FORMAT_VERSION, "created": time.time(), **meta}
-                conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, _dumps(v)) for k, v in values.items()])
         except BaseException:
+            tmp.unlink(missing_ok=True)
             lock.release()
             raise
-        (path / "weights").mkdir(exist_ok=True)
         return cls(path, conn, lock)
 
     @classmethod
     def open(cls, path: str | Path, *, write: bool = False) -> "RunStore":
-        """An existing run; `write` takes the run's lock (one writer at a time)."""
+        """An existing run; `write` takes the run's lock (one writer at a time) and migrates a
+        run of an older format to this one."""
         path = Path(path)
         db = path / "run.db"
         if not path.exists():
@@ -183,9 +256,18 @@ class RunStore:
             try:
                 version = json.loads(conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()[0])
             except (sqlite3.DatabaseError, TypeError, json.JSONDecodeError):
+                conn.close()
                 raise RunError(f"{path}: run.db is not a nas run database") from None
             if version > FORMAT_VERSION:
+                conn.close()
                 raise RunError(f"{path}: the run was written by a newer nas (run format {version}; this nas reads up to {FORMAT_VERSION}); upgrade nas")
+            if version < 2:
+                if write:
+                    with conn:
+                        for statement in _V1_MIGRATION:
+                            conn.execute(statement)
+                else:
+                    conn.execute(_V1_VIEW)
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -198,15 +280,20 @@ class RunStore:
             conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30, check_same_thread=False)
         else:
             conn = sqlite3.connect(db, timeout=30, check_same_thread=False)
-            # WAL: readers never block the writer; NORMAL: durable against a killed process,
-            # and a power cut can only lose the last transactions, never corrupt the file
+            # WAL: readers never block the writer; FULL: a commit is on disk before it returns,
+            # so neither a killed process nor a power cut loses it
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=FULL")
         conn.row_factory = sqlite3.Row
         return conn
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
+            if self.conn.in_transaction:  # a batch the driver did not commit (it stopped mid-step): the run stays as of the last commit
+                self.rollback()
             self.conn.close()
         finally:
             if self._lock is not None:
@@ -219,14 +306,50 @@ class RunStore:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    # -- transactions -------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self, states: Mapping[str, Any] | None = None) -> Iterator[sqlite3.Connection]:
+        """One change: committed at once (with the states), or left for commit() in batch mode."""
+        try:
+            yield self.conn
+            self._save_state(states)
+        except BaseException:
+            if not self.batch:
+                self.rollback()
+            raise
+        if not self.batch:
+            self.commit()
+
+    def commit(self, states: Mapping[str, Any] | None = None) -> None:
+        """Commit what is pending together with the current states (those that changed)."""
+        self._save_state(states)
+        if self.state_provider is not None:
+            self._save_state(self.state_provider())
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        """Drop what is pending (the run is as of the last commit)."""
+        self.conn.rollback()
+        if self._lock is not None:
+            self._saved = {name: value for name, value in self.conn.execute("SELECT name, value FROM state")}
+
+    @property
+    def pending(self) -> bool:
+        """Whether changes wait for a commit."""
+        return self.conn.in_transaction
+
     # -- meta and state ---------------------------------------------------------------------
     def meta(self, key: str, default: Any = None) -> Any:
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
     def set_meta(self, key: str, value: Any) -> None:
-        with self.conn:
+        with self._tx():
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _dumps(value)))
+
+    def set_metas(self, values: Mapping[str, Any]) -> None:
+        with self._tx():
+            self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, _dumps(v)) for k, v in values.items()])
 
     def all_meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
@@ -236,36 +359,40 @@ class RunStore:
         return json.loads(row[0]) if row else None
 
     def _save_state(self, states: Mapping[str, Any] | None) -> None:
+        """Write the states that differ from what the run holds (a strategy's whole state is
+        large: it is written only when it changed)."""
         for name, value in (states or {}).items():
-            self.conn.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (name, _dumps(value)))
+            text = _dumps(value)
+            if self._saved.get(name) != text:
+                self.conn.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (name, text))
+                self._saved[name] = text
 
     # -- candidates -------------------------------------------------------------------------
     def add(self, key: str, arch: Mapping[str, Any], *, generation: int = 0, parents: Iterable[int] = (),
-            states: Mapping[str, Any] | None = None) -> int:
+            states: Mapping[str, Any] | None = None, derived_from: int | None = None, derivation: str | None = None) -> int:
         """Record a proposed candidate (queued) and the state after proposing it, atomically."""
-        with self.conn:
+        with self._tx(states):
             cur = self.conn.execute(
-                "INSERT INTO candidates (key, arch, state, generation, parents, created) VALUES (?, ?, 'queued', ?, ?, ?)",
-                (key, _dumps(dict(arch)), generation, _dumps(list(parents)), time.time()),
+                "INSERT INTO candidates (key, arch, state, generation, parents, derived_from, derivation, created) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (key, _dumps(dict(arch)), generation, _dumps(list(parents)), derived_from, derivation, time.time()),
             )
-            self._save_state(states)
         return int(cur.lastrowid)
 
     def add_finished(self, key: str, arch: Mapping[str, Any], state: str, *, generation: int = 0, parents: Iterable[int] = (),
                      metrics: Mapping[str, Any], objectives: Iterable[float] | None, violation: float, error: str | None,
-                     source: str, states: Mapping[str, Any] | None = None) -> int:
-        """Record a candidate proposed and answered at once (a duplicate answered from the store)
-        in one transaction, with the state after telling the strategy."""
+                     duplicate_of: int, states: Mapping[str, Any] | None = None) -> int:
+        """Record a candidate proposed and answered at once (a duplicate of candidate
+        `duplicate_of`, answered from the store) in one transaction, with the state after telling
+        the strategy."""
         now = time.time()
-        with self.conn:
+        with self._tx(states):
             cur = self.conn.execute(
-                "INSERT INTO candidates (key, arch, state, generation, parents, metrics, objectives, violation, error, source, epochs, seconds,"
+                "INSERT INTO candidates (key, arch, state, generation, parents, metrics, objectives, violation, error, duplicate_of, epochs, seconds,"
                 " created, started, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, _dumps(dict(arch)), state, generation, _dumps(list(parents)), _dumps(dict(metrics)),
-                 _dumps(list(objectives)) if objectives is not None else None, float(violation), error, source,
+                 _dumps(list(objectives)) if objectives is not None else None, float(violation), error, int(duplicate_of),
                  metrics.get("epochs"), metrics.get("seconds"), now, now, now),
             )
-            self._save_state(states)
         return int(cur.lastrowid)
 
     def next_id(self) -> int:
@@ -273,39 +400,38 @@ class RunStore:
         return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM candidates").fetchone()[0])
 
     def start(self, cid: int, worker: str | None = None) -> None:
-        with self.conn:
+        with self._tx():
             self.conn.execute("UPDATE candidates SET state='running', started=?, worker=? WHERE id=?", (time.time(), worker, cid))
 
     def set_worker(self, cid: int, worker: str) -> None:
         """Where a candidate runs, once the executor knows (a Ray task is placed after it is submitted,
         a candidate whose worker died runs again elsewhere)."""
-        with self.conn:
+        with self._tx():
             self.conn.execute("UPDATE candidates SET worker=? WHERE id=?", (worker, cid))
 
     def requeue(self, cid: int) -> None:
-        with self.conn:
+        with self._tx():
             self.conn.execute("UPDATE candidates SET state='queued', started=NULL, worker=NULL WHERE id=?", (cid,))
 
     def finish(self, cid: int, state: str, *, metrics: Mapping[str, Any], objectives: Iterable[float] | None = None,
-               violation: float = 0.0, error: str | None = None, source: str | None = None,
+               violation: float = 0.0, error: str | None = None, duplicate_of: int | None = None,
                weights: Mapping[str, Any] | None = None, states: Mapping[str, Any] | None = None) -> None:
         """Record an evaluation's outcome and the state after telling the strategy, atomically.
-        Weights go to disk first (atomic rename): a crash in between only leaves a file that the
-        re-evaluation will overwrite."""
+        Weights go to disk first (fsynced, atomic rename): a crash in between only leaves a file
+        that the re-evaluation will overwrite."""
         if state not in ("complete", "failed", "infeasible"):
             raise ValueError(f"finish() takes complete, failed or infeasible, not {state!r}")
         if weights is not None:
             self.save_weights(cid, weights)
-        with self.conn:
+        with self._tx(states):
             self.conn.execute(
-                "UPDATE candidates SET state=?, metrics=?, objectives=?, violation=?, error=?, source=?, epochs=?, seconds=?, finished=? WHERE id=?",
-                (state, _dumps(dict(metrics)), _dumps(list(objectives)) if objectives is not None else None, float(violation), error, source,
-                 metrics.get("epochs"), metrics.get("seconds"), time.time(), cid),
+                "UPDATE candidates SET state=?, metrics=?, objectives=?, violation=?, error=?, duplicate_of=?, epochs=?, seconds=?, finished=? WHERE id=?",
+                (state, _dumps(dict(metrics)), _dumps(list(objectives)) if objectives is not None else None, float(violation), error,
+                 duplicate_of, metrics.get("epochs"), metrics.get("seconds"), time.time(), cid),
             )
-            self._save_state(states)
 
     def set_test(self, cid: int, test: Mapping[str, Any]) -> None:
-        with self.conn:
+        with self._tx():
             self.conn.execute("UPDATE candidates SET test=? WHERE id=?", (_dumps(dict(test)), cid))
 
     def candidate(self, cid: int) -> Candidate | None:
@@ -327,7 +453,7 @@ class RunStore:
     def evaluated(self, key: str) -> Candidate | None:
         """The first finished evaluation (not itself a duplicate) of an architecture with this key."""
         row = self.conn.execute(
-            "SELECT * FROM candidates WHERE key=? AND state IN ('complete','failed','infeasible') AND source IS NULL ORDER BY id LIMIT 1",
+            "SELECT * FROM candidates WHERE key=? AND state IN ('complete','failed','infeasible') AND duplicate_of IS NULL ORDER BY id LIMIT 1",
             (key,),
         ).fetchone()
         return _row_to_candidate(row) if row else None
@@ -336,7 +462,7 @@ class RunStore:
         out = {s: 0 for s in STATES}
         for state, n in self.conn.execute("SELECT state, COUNT(*) FROM candidates GROUP BY state"):
             out[state] = n
-        out["duplicates"] = self.conn.execute("SELECT COUNT(*) FROM candidates WHERE source IS NOT NULL").fetchone()[0]
+        out["duplicates"] = self.conn.execute("SELECT COUNT(*) FROM candidates WHERE duplicate_of IS NOT NULL").fetchone()[0]
         return out
 
     # -- weights ----------------------------------------------------------------------------
@@ -344,13 +470,23 @@ class RunStore:
         return self.weights_dir / f"{cid}.pt"
 
     def save_weights(self, cid: int, state: Mapping[str, Any]) -> Path:
+        """Write weights durably: a temporary file, fsynced, renamed, and the directory fsynced,
+        so that the row naming the file (committed after this returns) never points at a partial one."""
         import torch
 
         self.weights_dir.mkdir(exist_ok=True)
         final = self.weights_path(cid)
         tmp = final.with_suffix(f".tmp{os.getpid()}")
-        torch.save(dict(state), tmp)
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as fh:
+                torch.save(dict(state), fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.weights_dir)
         return final
 
     def load_weights(self, cid: int) -> dict[str, Any]:
@@ -391,7 +527,7 @@ class RunStore:
     def record_epoch(self, cid: int, record: Mapping[str, Any]) -> None:
         """One finished epoch of a candidate being evaluated. An epoch at or below ones already
         kept (the candidate is evaluated again after a crash) replaces them and what came after."""
-        with self.conn:
+        with self._tx():
             self.conn.execute(self._CURVES)
             self.conn.execute("DELETE FROM curves WHERE cid=? AND epoch>=?", (cid, int(record["epoch"])))
             self.conn.execute("INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._curve_row(cid, record))
@@ -399,7 +535,7 @@ class RunStore:
     def set_curve(self, cid: int, history: Iterable[Mapping[str, Any]]) -> None:
         """A candidate's whole learning curve (its evaluation's history), replacing what was kept."""
         rows = [self._curve_row(cid, r) for r in history if "epoch" in r]
-        with self.conn:
+        with self._tx():
             self.conn.execute(self._CURVES)
             self.conn.execute("DELETE FROM curves WHERE cid=?", (cid,))
             self.conn.executemany("INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
