@@ -251,6 +251,16 @@ def _cell_params(channels: int, edges) -> int:
     return sum(_conv_params(op, channels) for _, _, op in edges)
 
 
+def _cell_flops(shape, edges) -> int:
+    """Multiply-accumulates of a cell's convs at (C, H, W) (NB201 counts no BN or pooling)."""
+    c, h, w = shape
+    return sum({"nor_conv_1x1": c * c, "nor_conv_3x3": 9 * c * c}.get(op, 0) * h * w for _, _, op in edges)
+
+
+def _spec_flops(spec, skeleton: int) -> int:
+    return skeleton + sum(_cell_flops(layer["in"], layer["edges"]) for layer in spec["body"] if layer["type"] == "cell")
+
+
 @pytest.fixture(scope="module")
 def nb201_specs(spaces: dict[str, SearchSpace]):
     """(table, space, [(index, op values, Resolved) for every buildable NB201 cell])."""
@@ -266,11 +276,17 @@ def nb201_specs(spaces: dict[str, SearchSpace]):
     return table, space, rows
 
 
-def _skeleton_params(space: SearchSpace) -> int:
-    """The NB201 network without its cells (a skip_connect cell is the identity: it builds none)."""
+def _skeleton(space: SearchSpace) -> tuple[int, int]:
+    """Parameters and FLOPs of the NB201 network without its cells (a skip_connect cell is the
+    identity: it builds nothing)."""
     arch = space.parse_arch("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
     assert not any(layer["type"] == "cell" for layer in space.resolve(arch).net["body"])
-    return count_params(build_model(space, arch, device="meta"))
+    model = build_model(space, arch)
+    return count_params(model), count_flops(model, space.input_shape)
+
+
+def _skeleton_params(space: SearchSpace) -> int:
+    return _skeleton(space)[0]
 
 
 def _spec_params(spec, skeleton: int) -> int:
@@ -303,30 +319,38 @@ def test_every_nb201_key_builds_one_network_with_one_parameter_count(nb201_specs
     for nodes, edges in ordered[::40] + [e for e in ordered if len(set(e[1])) < len(e[1])][:20]:
         assert count_params(nas.ops.Cell(16, nodes, [list(e) for e in edges])) == _cell_params(16, edges)
     # and whole networks: the skeleton plus the cells
+    flops_skeleton = _skeleton(space)[1]
     for _, values, res in rows[:: len(rows) // 6]:
-        assert count_params(build_model(space, space.make(values), device="meta")) == _spec_params(res.net, skeleton)
+        model = build_model(space, space.make(values))
+        assert count_params(model) == _spec_params(res.net, skeleton)
+        assert count_flops(model, space.input_shape) == _spec_flops(res.net, flops_skeleton)
 
 
 def test_the_table_counts_the_dead_edges_that_are_not_built(nb201_specs) -> None:
     """NAS-Bench-201 builds every edge; the minimal network leaves out those that cannot reach
-    the output. Where there is none, the table's parameter count is the built one."""
+    the output. Where there is none, the table's parameter and FLOP counts are the built ones."""
     from nas.space.cell import live_edges
 
     table, space, rows = nb201_specs
-    skeleton = _skeleton_params(space)
+    skeleton, flops_skeleton = _skeleton(space)
     expected = table.column(DATASETS["cifar10"]["params"])
+    expected_flops = table.column(DATASETS["cifar10"]["flops"])
+    stages = ((16, 32, 32), (32, 16, 16), (64, 8, 8))
     minimal = wrong = 0
     for i, values, res in rows:
         spec = res.net
         edges = [(t, f, values[label]) for (t, f), label in zip(EDGES, space.labels)]
         live = live_edges(4, edges)
         dead = [e for e in edges if e[2] != "none" and e not in live]
-        dead_params = sum(_cell_params(c, dead) * 5 for c in (16, 32, 64))
-        built = _spec_params(spec, skeleton)
+        dead_params = sum(_cell_params(shape[0], dead) * 5 for shape in stages)
+        dead_flops = sum(_cell_flops(shape, dead) * 5 for shape in stages)
+        built, flops = _spec_params(spec, skeleton), _spec_flops(spec, flops_skeleton)
         wrong += round((built + dead_params) / 1e6, 6) != round(float(str(expected[i])), 6)
+        wrong += round((flops + dead_flops) / 1e6, 5) != round(float(str(expected_flops[i])), 5)
         if not any(_conv_params(op, 16) for _, _, op in dead):
             minimal += 1
             wrong += round(built / 1e6, 6) != round(float(str(expected[i])), 6)
+            wrong += round(flops / 1e6, 5) != round(float(str(expected_flops[i])), 5)
     assert wrong == 0
     assert 10_000 < minimal < len(rows)
 
