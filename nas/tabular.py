@@ -3,7 +3,10 @@
 `--data nb201:cifar10` (or `nb201:cifar100`, `nb201:imagenet16`) searches the nb201.yaml space
 and looks each cell up: the search sees the 12-epoch validation accuracy (the benchmark's cheap
 proxy), the final front is reported with the 200-epoch test accuracy, and parameters, FLOPs and
-latency (any of the table's devices, `latency_device`) are read from the same row.
+latency (any of the table's devices, `latency_device`) are read from the same row. These are the
+benchmark's own numbers for the cell looked up: NAS-Bench-201 built and counted every edge, so
+for a cell with edges that cannot reach the output they exceed what `nas.build_model` builds
+(its minimal network).
 
 Where the table has several fidelities (cifar10-valid at 12 and 200 epochs) a multi-fidelity
 scheduler (`nas.schedulers`) asks for one with `epochs=`: the answer is the validation accuracy

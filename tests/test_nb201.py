@@ -224,4 +224,6 @@ def test_tabular_evaluator_reports_the_tables_own_numbers_for_a_cell_with_dead_e
         assert result.metrics["val_accuracy"] == pytest.approx(row["c10valid_valid_acc_12ep"] / 100, rel=1e-6)
         assert table.test(space, arch)["test_accuracy"] == pytest.approx(row["c10_test_acc_200ep"] / 100, rel=1e-6)
     assert got[dead].metrics["params"] == 587_386
+    # one key, but the table trained the two cells apart: each gets its own row
+    assert got[dead].metrics["val_accuracy"] != got[bare].metrics["val_accuracy"]
     assert count_params(build_model(space, dead, device="meta")) == got[bare].metrics["params"] < 587_386
