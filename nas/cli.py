@@ -332,6 +332,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     tabular = parse_tabular(args.data)
     check_search_flags(args, tabular is not None)
+    if args.budget is None and args.time_budget is None:
+        args.budget = 40  # the default cap; --time-budget alone means no cap on candidates
+    if args.scheduler == "none" and (args.min_epochs is not None or args.eta is not None):
+        raise UsageError("--min-epochs and --eta apply only with --scheduler asha or hyperband")
+    args.min_epochs = 1 if args.min_epochs is None else args.min_epochs
+    args.eta = 3 if args.eta is None else args.eta
     space_spec = args.space or ("nb201" if tabular else "cnn")
     space = load_space(space_spec)
     objectives = objmod.parse_objectives(args.objectives)
@@ -362,6 +368,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         budget=args.budget, time_budget=args.time_budget, seed=args.seed, device=args.device, train=train, latency=latency,
         keep_weights=args.keep_weights, max_failures=args.max_failures, workers=args.workers or default_workers(args.backend), backend=args.backend,
         backend_options={k: v for k, v in (("address", args.address), ("share", args.share)) if v},
+        scheduler=args.scheduler, min_epochs=args.min_epochs, eta=args.eta,
     )
     with start(config, args.run, objectives=objectives, progress=not args.no_progress) as session:
         print(f"run {session.store.path}: {space.name} on {args.data}, strategy {session.strategy.name}, objectives {', '.join(config.objectives)}, budget {config.budget}")
@@ -397,11 +404,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         front = objmod.front(cands, objectives)
         running = [c for c in cands if c.state == "running"]
         hv = objmod.hypervolume(cands, objectives) if len(objectives) > 1 else None
+        from .schedulers import candidate_history, describe_why, read_rungs, rung_summary, rung_table
+
+        rungs = read_rungs(store)
+        if args.candidate is not None:
+            if store.candidate(args.candidate) is None:
+                raise UsageError(f"{store.path}: no candidate #{args.candidate}")
+            history = candidate_history(rungs, args.candidate)
+            if args.json:
+                print(json.dumps({"id": args.candidate, "rungs": history}, indent=2, default=str))
+            elif not history:
+                print(f"#{args.candidate} has no rungs (the run has no scheduler, or the candidate was not trained)")
+            else:
+                for h in history:
+                    acc = f"{h['val_accuracy']:.4f}" if h["val_accuracy"] is not None else "-"
+                    print(f"#{args.candidate} bracket {h['bracket']} rung {h['rung']} ({h['epochs']} epochs): {h['state']}, val acc {acc}"
+                          + (f"; {describe_why(h['why'])}" if h["why"] else ""))
+            return 0
         if args.json:
             print(json.dumps({
                 "run": str(store.path), "space": space.name, "data": config.data, "strategy": config.strategy,
                 "objectives": config.objectives, "budget": config.budget, "evaluated": evaluated, "counts": counts,
                 "stopped": store.meta("stopped"), "elapsed_s": store.meta("elapsed", 0.0), "hypervolume": hv,
+                **({"scheduler": config.scheduler, "rungs": rung_summary(rungs, config.eta)} if rungs else {}),
                 "running": [{"id": c.id, "worker": c.worker, "since": c.started} for c in running],
                 "front": [{"id": c.id, "key": c.key, "objectives": dict(zip(config.objectives, c.objectives or ())), "metrics": c.metrics,
                            "test": c.test, "arch": c.arch} for c in front],
@@ -421,6 +446,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         if counts["failed"]:
             last = [c for c in cands if c.state == "failed"][-1]
             print(f"last failure #{last.id}: {last.error}")
+        if rungs:
+            print(f"\nrungs ({config.scheduler}, eta {config.eta}; nas status RUN --candidate ID shows one candidate's rungs and why it stopped)")
+            print(rung_table(rungs, config.eta))
         print()
         print(front_table(store, space, objectives, limit=args.limit))
     return 0
@@ -531,6 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, help="cap on each candidate's training epochs")
     p.add_argument("--patience", type=_positive_int, help="early-stopping patience (default 5)")
     p.add_argument("--time-limit", type=_duration, help="training time limit per candidate")
+    p.add_argument("--scheduler", choices=("none", "asha", "hyperband"), default="none",
+                   help="epochs per candidate: none (each trains to its maximum, the default), asha or hyperband (rungs of --min-epochs * --eta^k)")
+    p.add_argument("--min-epochs", type=_positive_int, help="with --scheduler: epochs of the first rung (default 1)")
+    p.add_argument("--eta", type=_positive_int, help="with --scheduler: reduction factor, the top 1/eta of a rung go on (default 3)")
     _graph_flag(p)
     p.add_argument("--latency-device", help="latency measured on: cpu (default) or cuda; for nb201:* a table column such as 1080ti_bs1_ms")
     p.add_argument("--latency-mode", choices=("eager", "cuda_graph"), help="on CUDA: eager (default) or cuda_graph latency")
@@ -544,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--backend process: workers on one device as threads of one process (thread; auto does so on GPUs, "
                         "where their kernels then overlap) or a process each")
     run_opts(p)
-    p.set_defaults(func=cmd_search, budget=40)
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("resume", help="carry on a stopped or crashed run; nothing finished is redone")
     p.add_argument("run", metavar="RUN")
@@ -555,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=_positive_int, help="show at most this many front members")
+    p.add_argument("--candidate", type=_positive_int, metavar="ID", help="one candidate's rungs (with a scheduler) and why it stopped")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("report", help="plots and a self-contained HTML page of a run (default into RUN/report/)")

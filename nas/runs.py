@@ -52,6 +52,9 @@ class SearchConfig:
     workers: int = 1
     backend: str = "inline"
     backend_options: dict[str, Any] = field(default_factory=dict)
+    scheduler: str = "none"  # none | asha | hyperband: epochs per candidate by rungs (nas.schedulers)
+    min_epochs: int = 1  # the first rung (a scheduler's R)
+    eta: int = 3  # a scheduler's reduction factor: the top 1/eta of a rung is promoted
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -74,6 +77,12 @@ class SearchConfig:
             raise UsageError(f"max_failures must be a positive integer, got {self.max_failures!r}")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise UsageError(f"workers must be a positive integer, got {self.workers!r}")
+        from .schedulers import SCHEDULERS, check_settings
+
+        if self.scheduler not in SCHEDULERS:
+            raise UsageError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        if self.scheduler != "none":
+            check_settings(self.min_epochs, self.eta)
 
 
 def seed_for(run_seed: int, key: str) -> int:

@@ -31,8 +31,10 @@ rung rows it stored, so a resumed run takes the same decisions as one that never
 from __future__ import annotations
 
 import math
+import os
+import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -64,13 +66,16 @@ def ladder(min_epochs: int, eta: int, max_epochs: int, fidelities: Sequence[int]
     return tuple(rungs)
 
 
-def check_settings(min_epochs: int, eta: int, max_epochs: int) -> None:
+def check_settings(min_epochs: int, eta: int, max_epochs: int | None = None) -> None:
+    """UsageError naming the setting when the ladder's settings are not usable."""
     for name, value in (("min_epochs", min_epochs), ("max_epochs", max_epochs)):
+        if value is None and name == "max_epochs":
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UsageError(f"{name} must be a positive integer, got {value!r}")
     if not isinstance(eta, int) or isinstance(eta, bool) or eta < 2:
         raise UsageError(f"eta must be an integer >= 2, got {eta!r}")
-    if min_epochs > max_epochs:
+    if max_epochs is not None and min_epochs > max_epochs:
         raise UsageError(f"min_epochs {min_epochs} is more than the maximum epochs {max_epochs}")
 
 
@@ -264,3 +269,505 @@ def rung_results(rows: Sequence[RungRow]) -> Mapping[tuple[int, int], list[RungR
         if row.result is not None:
             out.setdefault((row.bracket, row.rung), []).append(row.result)
     return out
+
+
+# -- the rung rows of a run -------------------------------------------------------------------
+# One row per (candidate, rung): what the scheduler decides from. A row is written `running` when
+# the rung starts (a promotion is that row), and finished with its metrics when the rung ends;
+# `paused` when a wall-clock budget stopped it at an epoch boundary (its partial checkpoint
+# resumes it). Checkpoints live in <run>/checkpoints/<id>-<rung>.pt (the end of that rung) and
+# <id>-<rung>.partial.pt (a paused rung), written to a temporary name and renamed.
+_RUNGS = ("CREATE TABLE IF NOT EXISTS rungs (cid INTEGER NOT NULL, rung INTEGER NOT NULL, bracket INTEGER NOT NULL,"
+          " epochs INTEGER NOT NULL, state TEXT NOT NULL, accuracy REAL, cheap TEXT, violation REAL NOT NULL DEFAULT 0,"
+          " final INTEGER NOT NULL DEFAULT 0, metrics TEXT, why TEXT, started REAL, finished REAL,"
+          " PRIMARY KEY (cid, rung)) WITHOUT ROWID")
+
+
+@dataclass
+class StoredRung:
+    """A rung row as stored."""
+
+    cid: int
+    rung: int
+    bracket: int
+    epochs: int
+    state: str  # running | paused | complete | failed
+    accuracy: float | None = None
+    cheap: tuple[float, ...] = ()
+    violation: float = 0.0
+    final: bool = False
+    metrics: dict | None = None
+    why: dict | None = None
+    started: float | None = None
+    finished: float | None = None
+
+    def as_row(self) -> RungRow:
+        done = self.state in ("complete", "failed")
+        result = RungResult(self.cid, self.accuracy if self.state == "complete" else None, self.cheap, self.violation) if done else None
+        return RungRow(self.cid, self.bracket, self.rung, self.state if done else "running", result, self.final)
+
+
+def read_rungs(store: Any) -> list[StoredRung]:
+    """Every rung row of a run, by candidate then rung ([] for a run without a scheduler)."""
+    import json
+    import sqlite3
+
+    try:
+        rows = store.conn.execute("SELECT * FROM rungs ORDER BY cid, rung").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return [StoredRung(r["cid"], r["rung"], r["bracket"], r["epochs"], r["state"], r["accuracy"],
+                       tuple(json.loads(r["cheap"])) if r["cheap"] else (), r["violation"], bool(r["final"]),
+                       json.loads(r["metrics"]) if r["metrics"] else None, json.loads(r["why"]) if r["why"] else None,
+                       r["started"], r["finished"]) for r in rows]
+
+
+def write_rung(store: Any, row: StoredRung) -> None:
+    """Insert or replace one rung row (in the store's current transaction: committed with the
+    candidate's own change)."""
+    import json
+
+    with store._tx():
+        store.conn.execute(_RUNGS)
+        store.conn.execute(
+            "INSERT OR REPLACE INTO rungs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row.cid, row.rung, row.bracket, row.epochs, row.state, row.accuracy, json.dumps(list(row.cheap)) if row.cheap else None,
+             float(row.violation), int(row.final), json.dumps(row.metrics, default=str) if row.metrics is not None else None,
+             json.dumps(row.why, default=str) if row.why is not None else None, row.started, row.finished))
+
+
+def checkpoint_path(run: Any, cid: int, rung: int, partial: bool = False) -> Any:
+    from pathlib import Path
+
+    return Path(run) / "checkpoints" / f"{cid}-{rung}{'.partial' if partial else ''}.pt"
+
+
+def save_checkpoint(run: Any, cid: int, rung: int, checkpoint: Mapping[str, Any], partial: bool = False) -> None:
+    import os
+
+    import torch
+
+    path = checkpoint_path(run, cid, rung, partial)
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(dict(checkpoint), tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(run: Any, cid: int, rung: int, partial: bool = False) -> dict[str, Any] | None:
+    """A stored checkpoint, or None when there is none (deleted as unpromotable, or never written:
+    the rung is then trained from the start, which gives the same result)."""
+    import torch
+
+    path = checkpoint_path(run, cid, rung, partial)
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def delete_checkpoints(run: Any, cid: int, rungs: Iterable[int] | None = None) -> int:
+    from pathlib import Path
+
+    folder = Path(run) / "checkpoints"
+    gone = 0
+    for file in folder.glob(f"{cid}-*.pt") if folder.exists() else ():
+        rung = int(file.name.split("-", 1)[1].split(".", 1)[0])
+        if rungs is None or rung in set(rungs):
+            file.unlink(missing_ok=True)
+            gone += 1
+    return gone
+
+
+# -- the scheduled search loop ------------------------------------------------------------------
+def max_epochs_for(train: Mapping[str, Any], space: Any, evaluator: Any) -> int:
+    """The top rung: `--epochs` (train max_epochs) when given, else the most the space trains
+    (its `train.epochs`, the largest value of that decision), else the trainer's default; an
+    evaluator with fixed fidelities (the NB201 table) tops out at its largest."""
+    fids = getattr(evaluator, "fidelities", None)
+    cap = train.get("max_epochs")
+    if fids:
+        return min(int(cap), max(fids)) if cap else int(max(fids))
+    if cap:
+        return int(cap)
+    raw = (getattr(space, "raw", None) or {}).get("train", {}) or {}
+    epochs = raw.get("epochs")
+    values: list[Any] = []
+    if isinstance(epochs, (int, float)) and not isinstance(epochs, bool):
+        values = [epochs]
+    elif isinstance(epochs, list):
+        values = epochs
+    elif isinstance(epochs, dict):
+        for key in ("choice", "int"):
+            if isinstance(epochs.get(key), list):
+                values = epochs[key]
+    nums = [int(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if nums:
+        return max(nums)
+    from .train import TrainConfig
+
+    return TrainConfig().epochs
+
+
+class ScheduledSearch:
+    """The driver's loop under a scheduler (`--scheduler asha|hyperband`), for a `nas.search.Search`.
+
+    A job is one rung of one candidate. A free worker takes, in this order: a rung that was
+    running or paused when the last session stopped (again, from its checkpoint), ASHA's best
+    promotion (`next_promotion`), a new candidate from the strategy (while the budget, which
+    counts candidates started, allows). What the strategy is told: once per candidate, when its
+    first rung ends, the objectives with the accuracy at that rung (the metrics say `rung`,
+    `rung_epochs` and `bracket`), so every candidate of a bracket is told at the same fidelity and
+    no strategy hears of one id twice; later rungs update the run's record of the candidate (its
+    metrics, objectives, weights, the front), not the strategy."""
+
+    def __init__(self, search: Any) -> None:
+        cfg = search.config
+        self.s = search
+        self.store = search.store
+        self.eta = int(cfg.eta)
+        import inspect
+
+        try:
+            params = inspect.signature(search.evaluator.evaluate).parameters
+        except (TypeError, ValueError, AttributeError):
+            params = {}  # type: ignore[assignment]
+        if "epochs" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            raise UsageError(f"--scheduler {cfg.scheduler} needs an evaluator that trains for a given number of epochs (evaluate(..., epochs=)); this one does not")
+        names = [o.name for o in search.objectives]
+        if "accuracy" not in names:
+            raise UsageError(f"--scheduler {cfg.scheduler} ranks by accuracy; the objectives {', '.join(names)} do not include it")
+        self.cheap = [o for o in search.objectives if o.name != "accuracy"]
+        self.trains = getattr(search.evaluator, "fidelities", None) is None  # a trainer: no checkpoint back means training ended
+        top = max_epochs_for(cfg.train, search.space, search.evaluator)
+        self.rungs = ladder(int(cfg.min_epochs), self.eta, top, getattr(search.evaluator, "fidelities", None))
+        self.ladders = brackets(self.rungs, cfg.scheduler)
+        self.rows: dict[tuple[int, int], StoredRung] = {(r.cid, r.rung): r for r in read_rungs(self.store)}
+
+    # -- what the rows say ------------------------------------------------------------------------
+    def started(self) -> int:
+        """Candidates started (what the budget counts): those with a first rung."""
+        return len({cid for cid, rung in self.rows if rung == 0})
+
+    def most(self, bracket: int) -> list[float]:
+        budget = self.s.config.budget
+        if budget is None:
+            starts = math.inf
+        else:
+            starts = float(sum(1 for i in range(budget) if bracket_of(i, len(self.ladders), self.eta) == bracket))
+        return most_at_rungs(starts, len(self.ladders[bracket]), self.eta)
+
+    def _results(self, bracket: int, rung: int) -> list[RungResult]:
+        return [r.as_row().result for r in self.rows.values() if r.bracket == bracket and r.rung == rung and r.state in ("complete", "failed")]  # type: ignore[misc]
+
+    def prune(self, group: tuple[int, int] | None = None) -> None:
+        """Delete the checkpoints of candidates that can no longer be promoted (of one
+        (bracket, rung) group, or all)."""
+        results_of: dict[tuple[int, int], list[RungResult]] = {}
+        for r in list(self.rows.values()):
+            if group is not None and (r.bracket, r.rung) != group:
+                continue
+            if r.state != "complete" or (r.cid, r.rung + 1) in self.rows or not checkpoint_path(self.store.path, r.cid, r.rung).exists():
+                continue
+            if (r.bracket, r.rung) not in results_of:
+                results_of[(r.bracket, r.rung)] = self._results(r.bracket, r.rung)
+            results = results_of[(r.bracket, r.rung)]
+            if r.final or r.rung + 1 >= len(self.ladders[r.bracket]) or never_promotable(r.cid, results, self.eta, self.most(r.bracket)[r.rung]):
+                delete_checkpoints(self.store.path, r.cid, [r.rung])
+
+    def explain(self) -> None:
+        """Store, on each candidate's last finished rung, why it went no further."""
+        last: dict[int, StoredRung] = {}
+        for r in self.rows.values():
+            if r.state in ("complete", "failed") and (r.cid not in last or r.rung > last[r.cid].rung):
+                last[r.cid] = r
+        for r in last.values():
+            if (r.cid, r.rung + 1) in self.rows:
+                continue
+            why = explain_row(r, self._results(r.bracket, r.rung), self.eta, len(self.ladders[r.bracket]))
+            if why != r.why:
+                r.why = why
+                write_rung(self.store, r)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> Any:
+        import signal
+        import threading
+
+        from .executors import make_executor
+        from .search import COMMIT_INTERVAL, SearchInterrupted, _on_sigterm, _Terminated, seed_for
+        from .store import Candidate
+
+        s, cfg, store = self.s, self.s.config, self.store
+        s._t0 = time.monotonic()
+        s._elapsed0 = float(store.meta("elapsed", 0.0))
+        stop = "budget"
+        failures_in_row = 0
+        summary_every = max(5, int(s.strategy.options.get("population", 10)))
+        # rungs that were running or paused when the last session stopped: run again first
+        again = sorted((r for r in self.rows.values() if r.state in ("running", "paused")), key=lambda r: (r.started or 0, r.cid))
+        fresh = [c for c in store.candidates(["queued", "running"]) if (c.id, 0) not in self.rows]  # asked, never started
+        cands = {c.id: c for c in store.candidates()}
+        cands.update({c.id: c for c in s._first.values()})  # the driver's own records: one object per candidate
+        executor = make_executor(cfg, s)
+        inflight: dict[int, tuple[Candidate, Any, StoredRung, float]] = {}
+        sigterm = threading.current_thread() is threading.main_thread()
+        old_handler = signal.signal(signal.SIGTERM, _on_sigterm) if sigterm else None
+        store.set_metas({"stopped": None, "elapsed": s._elapsed0, "elapsed_at": time.time(), "writer_pid": os.getpid()})
+        store.batch = True
+        s._open_bar()
+        try:
+            while True:
+                while len(inflight) < executor.capacity:
+                    if s._out_of_time():
+                        stop = "time budget"
+                        break
+                    job = self._next_job(again, fresh, cands, inflight)
+                    if job is None:
+                        break
+                    if job == "exhausted":
+                        stop = "exhausted"
+                        break
+                    cand, arch, row = job
+                    if row.rung == 0:  # a promoted candidate stays on record as of its last rung while the next runs
+                        store.start(cand.id, executor.worker_name())
+                    row.state = "running"
+                    write_rung(store, row)
+                    s._maybe_commit(force=s._slow)  # a slow rung is seen running (fast ones are committed in groups, as the driver does)
+                    inflight[cand.id] = (cand, arch, row, time.monotonic())
+                    checkpoint = load_checkpoint(store.path, cand.id, row.rung, partial=True)  # a rung paused mid-way
+                    if checkpoint is None and row.rung > 0:
+                        checkpoint = load_checkpoint(store.path, cand.id, row.rung - 1)
+                    deadline = None
+                    if cfg.time_budget is not None:
+                        deadline = time.time() + max(0.0, cfg.time_budget - s._elapsed())
+                    executor.submit(cand.id, s.space, arch, seed_for(cfg.seed, cand.key), s.constraints,
+                                    epochs=row.epochs, checkpoint=checkpoint, deadline=deadline)
+                if not inflight:
+                    break
+                s._maybe_commit(force=s._slow)
+                for cid, ev in executor.wait():
+                    cand, arch, row, submitted = inflight.pop(cid)
+                    s._slow = time.monotonic() - submitted >= COMMIT_INTERVAL
+                    self._finish(cand, arch, row, ev)
+                    s._maybe_commit(force=s._slow or ev.state is not None or ev.checkpoint is not None)
+                    failures_in_row = failures_in_row + 1 if ev.status == "failed" else 0
+                    if row.rung == 0 and row.state != "paused":
+                        s._advance(ev, cand, summary_every)
+                if failures_in_row >= cfg.max_failures:
+                    stop = "failures"
+                    s.log(f"stopping: {failures_in_row} evaluations failed in a row (last: {store.candidates(['failed'])[-1].error})")
+                    executor.cancel_all()
+                    inflight.clear()  # their rows stay running: evaluated again on resume
+                    break
+            if stop == "budget":
+                delete_all_checkpoints(store.path)  # nothing left to promote: every checkpoint is of an unpromotable candidate
+            self.explain()
+            s._commit()
+        except KeyboardInterrupt as exc:
+            executor.cancel_all()
+            s._stop_here("terminated" if isinstance(exc, _Terminated) else "interrupted")
+            how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+            raise SearchInterrupted(f"{how}; everything finished so far is saved in {store.path}. Resume with: nas resume {store.path}") from None
+        except BaseException as exc:
+            executor.cancel_all()
+            store.batch = False
+            store.rollback()
+            s._stop_here("error", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            executor.shutdown()
+            store.batch = False
+            if sigterm:
+                signal.signal(signal.SIGTERM, old_handler)
+        s._close_bar()
+        if stop == "exhausted":
+            s.log("stopping: the strategy keeps proposing architectures that were already evaluated (the space may be exhausted)")
+        return s.finish(stop)
+
+    def _next_job(self, again: list[StoredRung], fresh: list[Any], cands: dict[int, Any], inflight: Mapping[int, Any]) -> Any:
+        from .store import Candidate
+
+        s, cfg, store = self.s, self.s.config, self.store
+        now = time.time()
+        if again:
+            row = again.pop(0)
+            cand = cands[row.cid]
+            return cand, s.space.make(cand.arch), row
+        promo = next_promotion([r.as_row() for r in self.rows.values()], self.ladders, self.eta)
+        if promo is not None:
+            cid, bracket, rung = promo
+            cand = cands[cid]
+            row = StoredRung(cid, rung, bracket, self.ladders[bracket][rung], "running", started=now)
+            self.rows[(cid, rung)] = row
+            return cand, s.space.make(cand.arch), row
+        dup_streak = 0
+        while True:
+            if fresh:
+                cand = fresh.pop(0)
+                arch = s.space.make(cand.arch)
+            else:
+                if cfg.budget is not None and self.started() >= cfg.budget:
+                    return None
+                proposal = s.strategy.ask()
+                arch = proposal.arch
+                twin = s._first.get(arch.key)
+                if twin is not None:
+                    s._record_duplicate(proposal.generation, tuple(proposal.parents), arch, twin)
+                    s._maybe_commit()
+                    dup_streak += 1
+                    if dup_streak > max(1000, 20 * (cfg.budget or 50)):
+                        return "exhausted"
+                    continue
+                cid = store.add(arch.key, dict(arch), generation=proposal.generation, parents=proposal.parents)
+                cand = Candidate(cid, arch.key, dict(arch), "queued", proposal.generation, tuple(proposal.parents))
+                cands[cid] = cand
+            twin = s._first.get(cand.key)
+            if twin is not None:
+                s._record(cand, arch, type(self)._evaluation(twin), duplicate_of=twin.id)
+                continue
+            if any(c.key == cand.key for c, _, _, _ in inflight.values()):
+                fresh.insert(0, cand)  # its twin is in flight: wait for it, then answer from the store
+                return None
+            bracket = bracket_of(self.started(), len(self.ladders), self.eta)
+            row = StoredRung(cand.id, 0, bracket, self.ladders[bracket][0], "running", started=now)
+            self.rows[(cand.id, 0)] = row
+            return cand, arch, row
+
+    @staticmethod
+    def _evaluation(twin: Any) -> Any:
+        from .evaluators import Evaluation
+
+        return Evaluation(twin.state, dict(twin.metrics), twin.error)
+
+    def _finish(self, cand: Any, arch: Any, row: StoredRung, ev: Any) -> None:
+        """Record one finished (or paused) rung: its row, its checkpoint, the candidate."""
+        s, store = self.s, self.store
+        now = time.time()
+        if ev.status == "infeasible":  # broke a constraint known before training: never trained, no rung
+            del self.rows[(cand.id, row.rung)]
+            with store._tx():
+                store.conn.execute("DELETE FROM rungs WHERE cid=? AND rung=?", (cand.id, row.rung))
+            s._record(cand, arch, ev)
+            return
+        if ev.status == "complete" and ev.metrics.get("stop_reason") == "deadline" and ev.checkpoint is not None:
+            save_checkpoint(store.path, cand.id, row.rung, ev.checkpoint, partial=True)
+            row.state, row.metrics = "paused", dict(ev.metrics)
+            write_rung(store, row)
+            if ev.history:
+                store.set_curve(cand.id, ev.history)
+            return
+        first = store.candidate(cand.id) if row.rung > 0 else None
+        metrics = {**(first.metrics if first is not None else {}), **ev.metrics,
+                   "rung": row.rung, "rung_epochs": row.epochs, "bracket": row.bracket}
+        ev.metrics = metrics
+        ok = ev.status == "complete"
+        acc = metrics.get("val_accuracy") if ok else None
+        row.state = "complete" if ok else "failed"
+        row.accuracy = float(acc) if acc is not None else None
+        row.cheap = tuple(objmin(o, metrics, arch) for o in self.cheap) if ok else ()
+        row.violation = float(_violation(metrics, s.constraints)) if ok else 0.0
+        row.final = (not ok or metrics.get("stop_reason") in ("patience", "time limit")
+                     or (self.trains and ev.checkpoint is None) or int(metrics.get("epochs") or row.epochs) < row.epochs)
+        row.metrics, row.finished = {k: v for k, v in metrics.items()}, now
+        if ok and ev.checkpoint is not None and not row.final and row.rung + 1 < len(self.ladders[row.bracket]):
+            save_checkpoint(store.path, cand.id, row.rung, ev.checkpoint)
+        write_rung(store, row)
+        if row.rung == 0:
+            s._record(cand, arch, ev)  # tells the strategy (the one time it hears of this candidate)
+        elif ok:
+            self._update(cand, arch, ev)
+        # a later rung that failed (diverged, out of memory) leaves the candidate as its last rung
+        # left it; the rung row says what happened
+        delete_checkpoints(store.path, cand.id, range(row.rung))  # superseded by this rung's
+        checkpoint_path(store.path, cand.id, row.rung, partial=True).unlink(missing_ok=True)
+        self.prune((row.bracket, row.rung))
+
+    def _update(self, cand: Any, arch: Any, ev: Any) -> None:
+        """A later rung's outcome on the candidate's record, without telling the strategy."""
+        s, store = self.s, self.store
+        _, values, violation = s._result(cand.id, arch, ev, cand.generation, cand.parents)
+        state = ev.status if ev.status in ("complete", "failed") else "failed"
+        keep = s.config.keep_weights != "none" and ev.state is not None
+        if ev.history:
+            store.set_curve(cand.id, ev.history)
+        store.finish(cand.id, state, metrics=ev.metrics, objectives=values, violation=violation, error=ev.error,
+                     weights=ev.state if keep else None)
+        cand.state, cand.metrics, cand.error, cand.violation, cand.objectives = state, dict(ev.metrics), ev.error, violation, values
+        s._front = []
+        for c in s._first.values():
+            s._update_front(c)
+
+
+def objmin(objective: Any, metrics: Mapping[str, Any], arch: Any) -> float:
+    v = objective.value(metrics, arch)
+    v = float("nan") if v is None else float(v)
+    return -v if objective.direction == "max" else v
+
+
+def _violation(metrics: Mapping[str, Any], constraints: Mapping[str, float]) -> float:
+    from .objectives import violation
+
+    return violation(metrics, constraints)
+
+
+def explain_row(row: StoredRung, results: Sequence[RungResult], eta: int, n_rungs: int) -> dict[str, Any]:
+    """Why a candidate stopped at this rung, as stored and shown."""
+    if row.state == "failed":
+        return {"stopped": "failed"}
+    if row.rung + 1 >= n_rungs:
+        return {"stopped": "top rung"}
+    if row.final:
+        return {"stopped": (row.metrics or {}).get("stop_reason", "training ended")}
+    st = standing(row.cid, results, eta)
+    return {"stopped": "not promoted", **st}
+
+
+def delete_all_checkpoints(run: Any) -> None:
+    import shutil
+    from pathlib import Path
+
+    shutil.rmtree(Path(run) / "checkpoints", ignore_errors=True)
+
+
+# -- what `nas status` shows ------------------------------------------------------------------
+def rung_summary(rows: Sequence[StoredRung], eta: int) -> list[dict[str, Any]]:
+    """Per (bracket, rung): its epochs, candidates that reached it, finished, running or paused,
+    went on to the next rung, and the promotion cutoff (the top floor(n / eta) of n finished)."""
+    groups: dict[tuple[int, int], list[StoredRung]] = {}
+    for r in rows:
+        groups.setdefault((r.bracket, r.rung), []).append(r)
+    onward = {(r.cid, r.rung) for r in rows}
+    out = []
+    for (b, k), group in sorted(groups.items()):
+        done = [r for r in group if r.state in ("complete", "failed")]
+        out.append({"bracket": b, "rung": k, "epochs": group[0].epochs, "reached": len(group), "finished": len(done),
+                    "in_flight": len(group) - len(done), "promoted": sum((r.cid, k + 1) in onward for r in group),
+                    "cutoff": cutoff(len(done), eta)})
+    return out
+
+
+def rung_table(rows: Sequence[StoredRung], eta: int) -> str:
+    from .textfmt import table
+
+    summary = rung_summary(rows, eta)
+    body = [[s["bracket"], s["rung"], s["epochs"], s["reached"], s["finished"], s["in_flight"], s["promoted"], s["cutoff"]] for s in summary]
+    return table(body, ["bracket", "rung", "epochs", "reached", "finished", "in flight", "promoted", "cutoff"], "rrrrrrrr")
+
+
+def candidate_history(rows: Sequence[StoredRung], cid: int) -> list[dict[str, Any]]:
+    """A candidate's rungs in order, each with its epochs, state, accuracy and (on the last) why
+    it went no further."""
+    return [{"rung": r.rung, "bracket": r.bracket, "epochs": r.epochs, "state": r.state, "val_accuracy": r.accuracy, "why": r.why}
+            for r in rows if r.cid == cid]
+
+
+def describe_why(why: Mapping[str, Any] | None) -> str:
+    if not why:
+        return "-"
+    if why.get("stopped") != "not promoted":
+        return str(why.get("stopped"))
+    above = list(why.get("above", []))
+    shown = ", ".join(f"#{c}" for c in above[:8]) + (f" and {len(above) - 8} more" if len(above) > 8 else "")
+    beaten = why.get("beaten_by", [])
+    return (f"not promoted: rank {why['rank']} of {why['of']}, cutoff top {why['cutoff']}; ranked above it: {shown or 'none'}"
+            f"; {len(beaten)} of them beat it outright")

@@ -149,3 +149,250 @@ def test_the_training_evaluator_trains_in_rungs(digits_cpu):
     for key in ("val_accuracy", "val_loss", "train_loss", "best_epoch", "params", "flops"):
         assert r9.metrics[key] == one.metrics[key], key
     assert all(torch.equal(r9.state[k], one.state[k]) for k in one.state)
+
+
+# -- the scheduler in the driver: kill -9 and resume ------------------------------------------------
+# This file is also the search process those tests kill (python tests/test_multifidelity.py ...).
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _logged(base: type, log: str, delay: float) -> type:
+    class Logged(base):  # type: ignore[misc, valid-type]
+        def evaluate(self, space, arch, seed=0, constraints=None, on_epoch=None, **rung):  # type: ignore[override]
+            start = (rung.get("checkpoint") or {}).get("epoch", 0)
+            with open(log, "a") as fh:
+                fh.write(f"{os.getpid()} {arch.key} {rung.get('epochs')} {start}\n")
+            time.sleep(delay)
+            return super().evaluate(space, arch, seed, constraints, on_epoch, **rung)
+
+    return Logged
+
+
+def _worker(mode: str, run: str, log: str, kind: str) -> None:
+    from nas.evaluators import TrainingEvaluator
+    from nas.runs import SearchConfig, space_config
+    from nas.search import resume, start
+
+    if kind == "table":
+        evaluator = _logged(TabularEvaluator, log, 0.12)("cifar10")
+        config = SearchConfig(space=space_config(load_space("nb201")), data="nb201:cifar10", objectives=["accuracy", "params"],
+                              strategy="nsga2", strategy_options={"population": 8}, budget=30, seed=2, scheduler="asha", eta=3)
+    else:
+        torch.set_num_threads(1)
+        train = {"max_epochs": 9, "patience": None}
+        evaluator = _logged(TrainingEvaluator, log, 0.0)("digits", device="cpu", **train)
+        config = SearchConfig(space=space_config(load_space("mlp")), data="digits", objectives=["accuracy"], strategy="evolution",
+                              strategy_options={"population": 4, "sample": 2}, budget=7, seed=4, device="cpu", train=train,
+                              scheduler="hyperband" if kind == "hyperband" else "asha", eta=3)
+    if mode == "start":
+        session = start(config, run, evaluator=evaluator, progress=False, log=lambda s: None)
+    else:
+        session = resume(run, evaluator=evaluator, progress=False, log=lambda s: None)
+    try:
+        session.run()
+    finally:
+        session.store.close()
+
+
+def _snapshot(run: Path) -> tuple[list, list]:
+    from nas.schedulers import read_rungs
+    from nas.store import RunStore
+
+    def plain(metrics):
+        return json.dumps({k: v for k, v in (metrics or {}).items() if "seconds" not in k}, sort_keys=True)
+
+    with RunStore.open(run) as store:
+        cands = [(c.id, c.key, c.state, plain(c.metrics), c.objectives, c.generation, c.parents, json.dumps(c.test, sort_keys=True))
+                 for c in store.candidates()]
+        rungs = [(r.cid, r.rung, r.bracket, r.epochs, r.state, r.accuracy, r.cheap, r.final, plain(r.metrics), json.dumps(r.why, sort_keys=True))
+                 for r in read_rungs(store)]
+    return cands, rungs
+
+
+def _kill_and_resume(run: Path, log: Path, kind: str, times: int, rng: random.Random, max_delay: float) -> int:
+    worker = [sys.executable, str(Path(__file__).resolve())]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    kills, mode = 0, "start"
+    for _ in range(times):
+        proc = subprocess.Popen(worker + [mode, str(run), str(log), kind], env=env)
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None and not (log.exists() and f"{proc.pid} " in log.read_text()):
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, max_delay))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        mode = "resume"
+    subprocess.run(worker + ["resume", str(run), str(log), kind], check=True, timeout=600, env=env)
+    return kills
+
+
+def _jobs(log: Path) -> list[tuple[str, str, int, int]]:
+    out = []
+    for line in log.read_text().splitlines():
+        pid, key, epochs, start = line.split()
+        out.append((pid, key, int(epochs), int(start)))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,times,max_delay", [("table", 4, 1.0), ("digits", 3, 2.5)])
+def test_kill_9_mid_rung_and_resume_equals_an_uninterrupted_run(tmp_path, kind, times, max_delay):
+    """SIGKILL a seeded one-worker scheduled search at random moments (also mid-rung), resume each
+    time: the run ends as one that never stopped, and only rungs in flight ran twice, each again
+    from the checkpoint of the rung before it."""
+    worker = [sys.executable, str(Path(__file__).resolve())]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    straight, straight_log = tmp_path / "straight", tmp_path / "straight.log"
+    subprocess.run(worker + ["start", str(straight), str(straight_log), kind], check=True, timeout=600, env=env)
+    run, log = tmp_path / "killed", tmp_path / "killed.log"
+    kills = _kill_and_resume(run, log, kind, times, random.Random(5), max_delay)
+    assert kills >= 2, "the search finished before it could be killed"
+    assert _snapshot(run) == _snapshot(straight)
+    jobs, want = _jobs(log), _jobs(straight_log)
+    assert sorted({j[1:] for j in jobs}) == sorted({j[1:] for j in want})
+    assert len(jobs) - len({j[1:] for j in jobs}) <= kills  # at most the rung in flight at each kill ran again
+    rungs = sorted({j[2] for j in want})
+    assert len(rungs) >= 2  # the premise: candidates were promoted
+    if kind != "table":  # (a table keeps no state: every rung is a lookup)
+        for _, _, epochs, start in jobs:  # a rung starts where the rung below it ended
+            assert start == (0 if epochs == rungs[0] else rungs[rungs.index(epochs) - 1])
+    assert not (run / "checkpoints").exists()  # a finished run keeps no rung checkpoints
+
+
+
+# -- the scheduler in the driver, on the table --------------------------------------------------
+class _TellingTable(TabularEvaluator):
+    """The table, recording each rung asked for."""
+
+    def __init__(self) -> None:
+        super().__init__("cifar10")
+        self.asked: list[tuple[str, int]] = []
+
+    def evaluate(self, space, arch, seed=0, constraints=None, on_epoch=None, **rung):  # type: ignore[override]
+        self.asked.append((arch.key, rung.get("epochs")))
+        return super().evaluate(space, arch, seed, constraints, on_epoch, **rung)
+
+
+def _table_search(tmp_path, name="r", **kw):
+    from nas.runs import SearchConfig, space_config
+    from nas.search import start
+
+    settings = dict(objectives=["accuracy", "params"], strategy="nsga2", strategy_options={"population": 8}, budget=40, seed=1,
+                    scheduler="asha", eta=3)
+    settings.update(kw)
+    config = SearchConfig(space=space_config(load_space("nb201")), data="nb201:cifar10", **settings)
+    table = _TellingTable()
+    return start(config, tmp_path / name, evaluator=table, progress=False, log=lambda s: None), table
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "nsga2", "random", "rl"])
+def test_every_strategy_is_told_once_per_candidate_at_its_first_rung(tmp_path, strategy):
+    from nas.schedulers import read_rungs
+
+    objectives = ["accuracy"] if strategy == "evolution" else ["accuracy", "params"]
+    session, table = _table_search(tmp_path, strategy=strategy, objectives=objectives, strategy_options={})
+    told = []
+    real_tell = session.strategy.tell
+    session.strategy.tell = lambda result: (told.append(result), real_tell(result))[1]
+    result = session.run()
+    rows = read_rungs(session.store)
+    session.store.close()
+    started = {r.cid for r in rows if r.rung == 0}
+    assert len(started) == 40 and result.stopped == "budget"  # the budget counts candidates started
+    firsts = {r.cid: r for r in rows if r.rung == 0}
+    promoted = {r.cid for r in rows if r.rung == 1}
+    assert promoted and {e for _, e in table.asked} == {12, 200}
+    mine = [t for t in told if t.id in started]
+    assert sorted(t.id for t in mine) == sorted(started)  # once each
+    for t in mine:  # told the accuracy at the first rung (12 epochs), not the 200-epoch one recorded later
+        assert t.values[0] == pytest.approx(-firsts[t.id].accuracy)
+    final = {c.id: c for c in result.candidates}
+    for cid in promoted:
+        assert final[cid].metrics["rung"] == 1 and final[cid].metrics["epochs"] == 200
+
+
+def test_hyperband_deals_candidates_to_brackets(tmp_path):
+    from nas.schedulers import bracket_of, read_rungs
+
+    session, table = _table_search(tmp_path, scheduler="hyperband", budget=12)
+    session.run()
+    rows = read_rungs(session.store)
+    session.store.close()
+    firsts = sorted((r for r in rows if r.rung == 0), key=lambda r: r.cid)
+    assert [r.bracket for r in firsts] == [bracket_of(i, 2, 3) for i in range(12)]  # ladder (12, 200): two brackets
+    assert {r.epochs for r in firsts if r.bracket == 1} == {200}  # the second starts at the top rung
+    assert {r.epochs for r in firsts if r.bracket == 0} == {12}
+
+
+def test_a_time_budget_alone_means_no_cap_on_candidates(tmp_path):
+    session, table = _table_search(tmp_path, budget=None, time_budget=1.5)
+    result = session.run()
+    session.store.close()
+    assert result.stopped == "time budget" and len({k for k, _ in table.asked}) > 40
+
+
+def test_checkpoints_of_unpromotable_candidates_are_deleted(tmp_path):
+    from nas.evaluators import TrainingEvaluator
+    from nas.runs import SearchConfig, space_config
+    from nas.schedulers import ScheduledSearch, checkpoint_path, read_rungs
+    from nas.search import start
+
+    torch.set_num_threads(1)
+    train = {"max_epochs": 3, "patience": None}
+    config = SearchConfig(space=space_config(load_space("mlp")), data="digits", objectives=["accuracy"], strategy="random",
+                          budget=6, seed=0, device="cpu", train=train, scheduler="asha", eta=3)
+    session = start(config, tmp_path / "r", evaluator=TrainingEvaluator("digits", device="cpu", **train), progress=False, log=lambda s: None)
+    seen: list[set] = []
+    real = ScheduledSearch._finish
+
+    def spy(self, cand, arch, row, ev):
+        real(self, cand, arch, row, ev)
+        folder = tmp_path / "r" / "checkpoints"
+        seen.append({p.name for p in folder.glob("*.pt")} if folder.exists() else set())
+        for r in self.rows.values():  # every kept checkpoint belongs to a candidate that may still go on
+            if checkpoint_path(tmp_path / "r", r.cid, r.rung).exists():
+                assert r.state == "complete" and not r.final and (r.cid, r.rung + 1) not in self.rows
+
+    ScheduledSearch._finish = spy
+    try:
+        session.run()
+    finally:
+        ScheduledSearch._finish = real
+        rows = read_rungs(session.store)
+        session.store.close()
+    assert any(seen) and not (tmp_path / "r" / "checkpoints").exists()
+    assert {r.epochs for r in rows} == {1, 3}
+
+
+def test_cli_scheduler_flags(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def nas(*args):
+        return subprocess.run([sys.executable, "-m", "nas", *args], capture_output=True, text=True, env=env, timeout=300)
+
+    out = nas("search", "--data", "nb201:cifar10", "--scheduler", "asha", "--budget", "20", "--run", str(tmp_path / "r"), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    st = nas("status", str(tmp_path / "r"))
+    assert st.returncode == 0 and "rungs" in st.stdout, st.stdout + st.stderr
+    for args, message in [(["--eta", "3"], "--min-epochs and --eta apply only with --scheduler asha or hyperband"),
+                          (["--scheduler", "asha", "--eta", "1"], "eta must be an integer >= 2"),
+                          (["--scheduler", "asha", "--objectives", "params"], "ranks by accuracy"),
+                          (["--scheduler", "asha", "--min-epochs", "300"], "min_epochs 300 is more than the maximum epochs 200")]:
+        bad = nas("search", "--data", "nb201:cifar10", "--budget", "5", "--run", str(tmp_path / "bad"), "--no-progress", *args)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert not (tmp_path / "bad" / "run.db").exists()
+
+
+if __name__ == "__main__":
+    _worker(*sys.argv[1:5])
