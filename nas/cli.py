@@ -121,10 +121,41 @@ def cmd_spaces_show(args: argparse.Namespace) -> int:
     print(f"fingerprint {space.fingerprint}")
     if space.constraints:
         print("constraints " + ", ".join(f"{k}={v}" for k, v in space.constraints.items()))
+    from .textfmt import terminal_width, wrap
+
+    width = terminal_width() or 100
     print()
     rows = [[d.label, d.kind, len(d.values), d.describe(), _condition_text(d)] for d in space.decisions]
-    print(table(rows, ["decision", "kind", "n", "values", "active when"], "llrll"))
+    text = table(rows, ["decision", "kind", "n", "values", "active when"], "llrll", width=None)
+    if max(len(line) for line in text.splitlines()) > width:  # too wide: each condition under its values, wrapped
+        rows = [[r[0], r[1], r[2], r[3] + (f"\nwhen: {r[4]}" if r[4] else "")] for r in rows]
+        text = table(rows, ["decision", "kind", "n", "values (when: the decision is active only then)"], "llrl", flex=3, width=width, overflow="wrap")
+    print(text)
+    print("\nlayers (searched fields in {braces}; a layer with when: exists only when that holds)")
+    for line in _layer_lines(space._c.body):
+        print(wrap(line, width, indent=" " * (len(line) - len(line.lstrip()) + 4)))
+    train = " ".join(f"{k}={_field_text(v)}" for k, v in space._c.train.items())
+    print(wrap(f"train  {train}", width, indent="       "))
     return 0
+
+
+def _field_text(f: Any) -> str:
+    return "{" + f.label + "}" if hasattr(f, "label") and not hasattr(f, "value") else repr(getattr(f, "value", f))
+
+
+def _layer_lines(layers: Sequence[Any], depth: int = 0, outer: tuple = ()) -> list[str]:
+    """The compiled layers of a space, one line each: type, fields, and `when:` with the
+    condition that layer adds to its enclosing ones."""
+    out = []
+    for layer in layers:
+        own = [a for a in layer.cond if a not in outer]
+        fields = " ".join(f"{k}={_field_text(v)}" for k, v in layer.fields.items())
+        when = f"   when: {' and '.join(a.text() for a in own)}" if own else ""
+        edges = f" edges={len(layer.edges)}" if layer.edges else ""
+        out.append(f"{'  ' * depth}- {layer.type} {fields}{edges}{when}".rstrip())
+        if layer.body:
+            out += _layer_lines(layer.body, depth + 1, tuple(layer.cond))
+    return out
 
 
 def cmd_spaces_sample(args: argparse.Namespace) -> int:
@@ -140,13 +171,15 @@ def cmd_spaces_sample(args: argparse.Namespace) -> int:
         arch = space.sample(rng)
         model = build_model(space, arch)
         params, flops = count_params(model), count_flops(model, space.input_shape)
-        text = space.format_arch(arch)
-        records.append({"key": arch.key, "params": params, "flops": flops, "arch": dict(arch)})
-        rows.append([i, arch.key, f"{params:,}", human(flops), text if len(text) <= 100 or args.full else text[:97] + "..."])
+        from .textfmt import summary_notes
+
+        text = summary_notes(space, arch, space.summary(arch))
+        records.append({"key": arch.key, "params": params, "flops": flops, "summary": text, "arch": dict(arch)})
+        rows.append([i, arch.key, f"{params:,}", human(flops), text])
     if args.json:
         print(json.dumps(records, indent=2, default=str))
     else:
-        print(table(rows, ["#", "key", "params", "flops", "architecture"], "rlrrl"))
+        print(table(rows, ["#", "key", "params", "flops", "architecture"], "rlrrl", flex=4, overflow="wrap" if args.full else "cut"))
     return 0
 
 
@@ -217,7 +250,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     ds = evaluator.dataset
     if not args.json:
         print(f"data   {ds.summary()}")
-        print(f"arch   {space.format_arch(arch)}")
+        from .textfmt import summary_notes
+
+        print(f"arch   {summary_notes(space, arch, space.summary(arch))}  (key {arch.key}; --json for every decision)")
         if run:
             shown = ", ".join(f"{k} {v}" for k, v in options.items())
             print(f"train  as the run trained it (from {args.arch}): seed {seed}, data seed {data_seed}" + (f", {shown}" if shown else ""))
@@ -269,19 +304,23 @@ def front_table(store: Any, space: Any, objectives: list[Any], limit: int | None
     front = objmod.front(store.candidates(["complete"]), objectives)
     if not front:
         return "no complete, feasible candidate yet"
+    chosen = objmod.try_pick(front, objectives)
     rows = []
     for c in front[:limit]:
         m = c.metrics
         test = (c.test or {}).get("test_accuracy")
         try:
-            arch_text = space.summary(space.make(c.arch))
+            from .compress import describe
+
+            arch_text = describe(c) or space.summary(space.make(c.arch))
         except NasError:
             arch_text = json.dumps(c.arch)
-        rows.append([c.id, f"{m.get('val_accuracy', float('nan')):.4f}", f"{test:.4f}" if test is not None else "-",
+        rows.append(["*" if chosen is not None and c.id == chosen.id else "", c.id, f"{m.get('val_accuracy', float('nan')):.4f}", f"{test:.4f}" if test is not None else "-",
                      f"{m['params']:,}" if "params" in m else "-", human(m.get("flops")),
                      f"{m['latency_ms']:.3f}" if m.get("latency_ms") is not None else "-", m.get("epochs", "-"),
                      arch_text if len(arch_text) <= 90 else arch_text[:87] + "..."])
-    return table(rows, ["id", "val acc", "test acc", "params", "flops", "lat ms", "epochs", "architecture"], "rrrrrrrl")
+    note = f"\n* the pick `nas export` takes by default ({objmod.DEFAULT_PICK}): {objmod.PICK_RULES[objmod.DEFAULT_PICK]}" if chosen is not None else ""
+    return table(rows, ["pick", "id", "val acc", "test acc", "params", "flops", "lat ms", "epochs", "architecture"], "lrrrrrrrl") + note
 
 
 def _print_end(result: Any, space: Any) -> None:
@@ -326,7 +365,7 @@ def check_search_flags(args: argparse.Namespace, tabular: bool) -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     from . import objectives as objmod
     from .executors import default_workers
-    from .search import SearchConfig, space_config, start
+    from .search import SearchConfig, SearchInterrupted, space_config, start
     from .space import load_space
     from .tabular import parse_tabular
 
@@ -372,18 +411,26 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     with start(config, args.run, objectives=objectives, progress=not args.no_progress) as session:
         print(f"run {session.store.path}: {space.name} on {args.data}, strategy {session.strategy.name}, objectives {', '.join(config.objectives)}, budget {config.budget}")
-        result = session.run()
+        try:
+            result = session.run()
+        except SearchInterrupted as exc:  # Ctrl-C or SIGTERM: the run is saved, which is no error
+            print(f"nas: {exc}", file=sys.stderr)
+            return 128 + int(exc.signum)
     _print_end(result, session.space)
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .search import resume
+    from .search import SearchInterrupted, resume
 
     with resume(args.run, budget=args.budget, time_budget=args.time_budget, progress=not args.no_progress) as session:
         counts = session.store.counts()
         print(f"resuming {args.run}: {counts['complete'] + counts['failed'] + counts['infeasible']} finished, {counts['queued'] + counts['running']} to evaluate again")
-        result = session.run()
+        try:
+            result = session.run()
+        except SearchInterrupted as exc:  # Ctrl-C or SIGTERM: the run is saved, which is no error
+            print(f"nas: {exc}", file=sys.stderr)
+            return 128 + int(exc.signum)
     _print_end(result, session.space)
     return 0
 
@@ -395,6 +442,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from .runs import Run
 
+    if args.run is None:  # the latest run under runs/
+        from .trials import latest_run
+
+        args.run = str(latest_run("runs"))
+
     opened = Run(args.run)
     store, config, space, objectives = opened.store, opened.config, opened.space, opened.objectives
     with store:
@@ -403,6 +455,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         cands = store.candidates()
         front = objmod.front(cands, objectives)
         running = [c for c in cands if c.state == "running"]
+        # live or dead: the writer holds the run's lock for as long as it runs (kill -9 drops it)
+        writer, state, elapsed, stopped = opened.writer, opened.state(), opened.elapsed(), store.meta("stopped")
+        if state == "stopped" and stopped is None:
+            stopped = "killed"  # the writer is gone without saying why: killed (kill -9, power cut) or crashed
+        distinct = {s: sum(1 for c in cands if c.state == s and c.duplicate_of is None) for s in ("complete", "failed", "infeasible")}
+        trained = distinct["complete"] + distinct["failed"]  # what the budget counts
+        resume_hint = f"nas resume {store.path}" if state == "stopped" else None
         hv = objmod.hypervolume(cands, objectives) if len(objectives) > 1 else None
         from .schedulers import candidate_history, describe_why, read_rungs, rung_summary, rung_table
 
@@ -424,25 +483,39 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({
                 "run": str(store.path), "space": space.name, "data": config.data, "strategy": config.strategy,
-                "objectives": config.objectives, "budget": config.budget, "evaluated": evaluated, "counts": counts,
-                "stopped": store.meta("stopped"), "elapsed_s": store.meta("elapsed", 0.0), "hypervolume": hv,
+                "objectives": config.objectives, "budget": config.budget, "evaluated": evaluated, "trained": trained, "counts": counts,
+                "state": state, "writer_pid": writer.pid if writer.alive else None, "stopped": None if state == "running" else stopped,
+                "resume": resume_hint, "elapsed_s": elapsed, "hypervolume": hv,
                 **({"scheduler": config.scheduler, "rungs": rung_summary(rungs, config.eta)} if rungs else {}),
-                "running": [{"id": c.id, "worker": c.worker, "since": c.started} for c in running],
+                "running": [{"id": c.id, "worker": c.worker, "since": c.started} for c in running] if writer.alive else [],
+                "to_evaluate_again": [c.id for c in running] if not writer.alive else [],
                 "front": [{"id": c.id, "key": c.key, "objectives": dict(zip(config.objectives, c.objectives or ())), "metrics": c.metrics,
                            "test": c.test, "arch": c.arch} for c in front],
             }, indent=2, default=str))
             return 0
         print(f"run        {store.path}")
         print(f"space      {space.name} on {config.data}; strategy {config.strategy}; objectives {', '.join(config.objectives)}")
-        distinct = {s: sum(1 for c in cands if c.state == s and not c.source) for s in ("complete", "failed", "infeasible")}
-        print(f"progress   {evaluated}/{config.budget if config.budget else '-'} evaluated"
-              f" ({distinct['complete']} complete, {distinct['failed']} failed, {distinct['infeasible']} infeasible;"
-              f" {counts['duplicates']} more proposals answered from the store)")
-        print(f"time       {store.meta('elapsed', 0.0):.0f} s of search" + (f"; stopped by {store.meta('stopped')}" if store.meta("stopped") else ""))
-        if hv is not None:
-            print(f"hypervolume {hv:.4f} (objectives normalised, reference 1.1)" if hv == hv else "hypervolume n/a (more than 3 objectives)")
+        print(f"progress   {trained}/{config.budget if config.budget else '-'} trained"
+              f" ({distinct['complete']} complete, {distinct['failed']} failed; {distinct['infeasible']} infeasible proposals not trained;"
+              f" {counts['duplicates']} more answered from the store)")
+        if state == "running":
+            print(f"state      running (pid {writer.pid or '?'})")
+        elif state == "finished":
+            print(f"state      finished (stopped by {stopped})")
+        else:
+            why = {"interrupted": "interrupted (Ctrl-C)", "terminated": "terminated (SIGTERM)",
+                   "killed": "not running: the search was killed or crashed",
+                   "error": f"stopped by an error: {store.meta('error')}"}.get(stopped, str(stopped))
+            print(f"state      {why}; resume with: {resume_hint}")
+        print(f"time       {elapsed:.0f} s of search" + (f" (time budget {config.time_budget:.0f} s)" if config.time_budget else ""))
+        hv_text = objmod.hypervolume_text(cands, objectives)
+        if hv_text is not None:
+            print(f"hypervolume {hv_text}")
         for c in running:
-            print(f"running    #{c.id} on {c.worker or '?'} for {_time.time() - (c.started or _time.time()):.0f} s")
+            if writer.alive:
+                print(f"running    #{c.id} on {c.worker or '?'} for {_time.time() - (c.started or _time.time()):.0f} s")
+            else:
+                print(f"was running #{c.id} on {c.worker or '?'} when the search stopped: evaluated again on resume")
         if counts["failed"]:
             last = [c for c in cands if c.state == "failed"][-1]
             print(f"last failure #{last.id}: {last.error}")
@@ -463,6 +536,55 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- nas trials / runs / dashboard ----------------------------------------------------------
+def cmd_trials(args: argparse.Namespace) -> int:
+    from . import trials as trialmod
+    from .runs import Run
+    from .store import STATES
+
+    states = None
+    if args.state:
+        states = [s.strip() for s in args.state.split(",") if s.strip()]
+        bad = [s for s in states if s not in STATES]
+        if bad:
+            raise UsageError(f"--state: unknown state {bad[0]!r}; use {', '.join(STATES)} (comma-separated)")
+    with Run(args.run) as run:
+        sort = f"-{args.sort.lstrip('-')}" if args.sort and args.desc else args.sort
+        rows = trialmod.trials(run, states=states, sort=sort, limit=args.limit)
+        cols = trialmod.columns(run.objectives)
+        if args.csv:
+            sys.stdout.write(trialmod.to_csv(rows, cols))
+        elif args.json:
+            print(json.dumps(rows, indent=1, default=str))
+        elif not rows:
+            print("no candidates" + (f" in state {args.state}" if args.state else "") + " yet")
+        else:
+            print(trialmod.text_table(rows, run.objectives))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from . import trials as trialmod
+
+    paths = trialmod.find_runs(args.dir)
+    if not paths:
+        print(f"no runs in {args.dir}")
+        return 0
+    records = trialmod.run_listing(paths)
+    if args.json:
+        print(json.dumps(records, indent=1, default=str))
+    else:
+        print(trialmod.runs_table(records))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import serve
+
+    serve(args.target, host=args.host, port=args.port)
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
@@ -477,6 +599,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     print("  " + "  ".join(x for x in scores if x))
     for name, path in done["files"].items():
         print(f"  {path}")
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from .compress import compress
+
+    made = compress(args.run, pick=args.pick, prune=args.prune, importance=args.importance, quantize=args.quantize,
+                    distill=args.distill, epochs=args.epochs, temperature=args.temperature, alpha=args.alpha,
+                    seed=args.seed, device=args.device)
+    rows = []
+    for c in made:
+        m, t = c.metrics, c.test or {}
+        rows.append([c.id, c.derivation, f"{m['val_accuracy']:.4f}", f"{t['test_accuracy']:.4f}" if "test_accuracy" in t else "-",
+                     f"{m['params']:,}", f"{m['size_bytes']:,}", f"{m['latency_ms']:.3f}", f"{m['parent_latency_ms']:.3f}",
+                     f"{m['latency_speedup']:.2f}x" if m.get("latency_speedup") else "-"])
+    print()
+    print(table(rows, ["id", "derivation", "val acc", "test acc", "params", "bytes", "lat ms", "parent ms", "speed-up"], "rlrrrrrrr"))
+    print(f"\nrecorded in {args.run}; next: nas status {args.run} | nas export {args.run} --pick {made[-1].id} --out DIR")
     return 0
 
 
@@ -511,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--full", action="store_true", help="do not shorten long architectures")
+    p.add_argument("--full", action="store_true", help="wrap long architectures instead of cutting them to the terminal's width")
     retarget(p)
     p.set_defaults(func=cmd_spaces_sample)
 
@@ -584,11 +724,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("status", help="progress, best so far and the Pareto front of a run")
-    p.add_argument("run", metavar="RUN")
+    p.add_argument("run", metavar="RUN", nargs="?", help="a run directory (default: the latest run under runs/)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=_positive_int, help="show at most this many front members")
     p.add_argument("--candidate", type=_positive_int, metavar="ID", help="one candidate's rungs (with a scheduler) and why it stopped")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("trials", help="every candidate of a run, one row each (table, --csv or --json)")
+    p.add_argument("run", metavar="RUN")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="CSV with every column (arch as JSON), for spreadsheets and pandas")
+    fmt.add_argument("--json", action="store_true", help="a JSON list of flat rows (the same columns)")
+    p.add_argument("--state", help="only candidates in these states: queued, running, complete, failed, infeasible (comma-separated)")
+    p.add_argument("--sort", metavar="COLUMN", help="sort by a column (e.g. obj_accuracy, params, seconds); --sort=-COLUMN or --desc for descending")
+    p.add_argument("--desc", action="store_true", help="sort in descending order")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="at most N rows (after sorting)")
+    p.set_defaults(func=cmd_trials)
+
+    p = sub.add_parser("runs", help="the runs under a directory: space, data, strategy, progress, running/stopped/finished")
+    p.add_argument("dir", metavar="DIR", nargs="?", default="runs", help="directory of runs (default runs/)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("dashboard", help="a live local web page of a run (or of every run under a directory), read-only")
+    p.add_argument("target", metavar="RUN|DIR", nargs="?", default="runs", help="a run directory or a directory of runs (default runs/)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("report", help="plots and a self-contained HTML page of a run (default into RUN/report/)")
     p.add_argument("run", metavar="RUN")
@@ -597,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a run's chosen network: arch.json, weights, a standalone model.py")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--pick", default="knee", help="knee (default), best-accuracy, or a candidate id")
+    p.add_argument("--pick", default="near-best", help="near-best (default: the smallest network within 0.01 validation accuracy of the best), knee, best-accuracy, or a candidate id")
     p.add_argument("--max-params", type=float, help="pick among candidates with at most this many parameters")
     p.add_argument("--max-latency-ms", type=float, help="pick among candidates with at most this latency")
     p.add_argument("--retrain", type=_positive_int, metavar="EPOCHS", help="train the pick afresh on train+validation first and report its test accuracy")
@@ -606,6 +768,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="empty, new, or an earlier export of the same candidate (replaced whole)")
     p.add_argument("--force", action="store_true", help="replace --out whatever it holds (as a whole: no stale files stay)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compress", help="prune, fine-tune (with distillation) and quantise a candidate; results join the run")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--pick", default="knee", help="knee (default), best-accuracy, near-best, or a candidate id")
+    p.add_argument("--prune", type=float, metavar="RATIO", help="remove this share of the channels of every prunable group, in (0, 1), then fine-tune")
+    p.add_argument("--importance", default="l1", choices=("l1", "l2", "taylor"), help="channel importance for --prune (default l1: filter norms)")
+    p.add_argument("--distill", nargs="?", const="best-accuracy", metavar="TEACHER",
+                   help="fine-tune with knowledge distillation from TEACHER (a candidate id; default best-accuracy)")
+    p.add_argument("--quantize", metavar="int8", help="int8 post-training quantisation for CPU, last")
+    p.add_argument("--epochs", type=_positive_int, help="fine-tuning epochs (default 5)")
+    p.add_argument("--temperature", type=_positive_number, help="distillation temperature (default 4)")
+    p.add_argument("--alpha", type=float, help="weight of the distillation term, in [0, 1] (default 0.9)")
+    p.add_argument("--seed", type=int, default=0, help="seed of fine-tuning and calibration")
+    p.add_argument("--device", help="training device (default: the run's)")
+    p.set_defaults(func=cmd_compress)
     return parser
 
 

@@ -35,7 +35,8 @@ from .store import Candidate, RunError
 
 EXPORT_FORMAT = 1
 FORMATS = ("torchscript", "onnx")
-FILE_NAMES = {"arch": "arch.json", "weights": "weights.pt", "model": "model.py", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+FILE_NAMES = {"arch": "arch.json", "weights": "weights.pt", "model": "model.py", "torchscript": "model.torchscript.pt", "onnx": "model.onnx",
+              "int8": "model.int8.pt"}
 
 
 def _pick(store: Any, objectives: list[Any], pick: str, max_params: float | None, max_latency_ms: float | None) -> Candidate:
@@ -208,6 +209,12 @@ def export(run: str | Path, out: str | Path, *, pick: str = "near-best", max_par
             raise UsageError(f"{store.path}: a NAS-Bench-201 table run has no dataset here to retrain on")
         weights = store.load_weights(source_id) if retrain is None else None
         arch = space.make(cand.arch)
+        from .compress import compressed, describe  # a candidate of `nas compress`: its own (pruned) network
+
+        comp = compressed(cand)
+        if comp is not None and retrain is not None:
+            raise UsageError(f"{store.path}: candidate {cand.id} is compressed ({cand.derivation}); --retrain trains a space "
+                             f"architecture afresh: export it without --retrain, or retrain #{comp.parent}")
         run_path, metrics, test = str(store.path), dict(cand.metrics), dict(cand.test or {})
         prep = opened.meta("preprocessing")
         seed = seed_for(config.seed, cand.key)
@@ -226,17 +233,19 @@ def export(run: str | Path, out: str | Path, *, pick: str = "near-best", max_par
     retrained: dict[str, Any] | None = None
     if retrain is not None:
         weights, retrained = _retrain(space, arch, dataset, config, retrain, device, progress, seed)
-    model = build_model(space, arch)
+    model = build_model(space, arch) if comp is None else comp.network()
     model.load_state_dict(unwrap_state(weights))
     model.eval()
     resolved = space.resolve(arch)
+    if comp is not None:
+        resolved = type(resolved)(comp.net, resolved.train, resolved.key)
     info = {
         "format": EXPORT_FORMAT,
         "nas_version": __import__("nas").__version__,
         "arch": dict(arch),
         "key": arch.key,
         "text": space.format_arch(arch),
-        "summary": space.summary(arch),
+        "summary": space.summary(arch) if comp is None else describe(cand),
         "space": {"name": space.name, "fingerprint": space.fingerprint, "source": space.source, "definition": space.raw},
         "input_shape": list(space.input_shape),
         "classes": space.classes,
@@ -266,6 +275,10 @@ def export(run: str | Path, out: str | Path, *, pick: str = "near-best", max_par
         (tmp / "model.py").write_text(model_source(resolved.net, prep))
         (tmp / "arch.json").write_text(json.dumps(info, indent=2, default=str))
         names = ["arch", "weights", "model"]
+        if comp is not None:
+            from .compress import export_extras
+
+            names += export_extras(store, cand, tmp)
         example = torch.zeros(1, *space.input_shape)
         if "torchscript" in formats:
             import warnings
@@ -360,6 +373,14 @@ def _readme(info: Mapping[str, Any], files: list[str]) -> str:
         "arch = nas.load_architecture('THIS_DIR')   # rebuild: nas.build_model(arch.space, arch, classes=...)",
         "```",
     ]
+    comp = (m or {}).get("compression")
+    if comp:
+        lines += ["", f"Compressed by `nas compress` from candidate {comp['parent']}; `arch.json` `net` is its own (pruned) network, "
+                  "which `model.py` builds."]
+    if "int8" in files:
+        lines += ["", "Int8 for CPU: `model.load()` returns the int8 TorchScript program `model.int8.pt` (`torch.jit.load`: torch "
+                  "alone, no Python objects unpickled; the quantised kernels of torch's x86 engine, qnnpack on ARM). "
+                  "`model.load_float()` gives the float network it was quantised from (weights.pt)."]
     if "torchscript" in files:
         lines += ["", "TorchScript: `torch.jit.load('model.torchscript.pt')` (inputs of the shape above)."]
     if "onnx" in files:
@@ -388,6 +409,10 @@ def _info(path: str | Path) -> tuple[Path, dict[str, Any]]:
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """The exported network with its trained weights, in eval mode."""
     folder, info = _info(path)
+    if (info.get("metrics") or {}).get("compression", {}).get("quantized") == "int8":
+        from .quantize import load_int8  # an int8 export: its TorchScript program (CPU)
+
+        return load_int8(str(folder / FILE_NAMES["int8"]))
     net = ops.Network(info["net"])
     weights = folder / "weights.pt"
     if not weights.exists():
