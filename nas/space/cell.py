@@ -2,7 +2,7 @@
 
 A cell has nodes 0..n-1; node i sums an op applied to every earlier node; node 0 is the cell's
 input and node n-1 its output. What a cell builds is its *minimal* form (`minimal_cell`), made
-by rewrites that keep the function and the set of trained modules:
+by rewrites that keep the function the cell computes and every module that can change it:
 
 - `none` edges carry nothing and are dropped; so is every edge not on a path from the input to
   the output (its op could not change the output);
@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 Edge = tuple[int, int, str]  # (to, from, op)
 
-#: Ops that hold no parameters and no state: two of them on the same input are the same tensor.
+#: The op that passes its input on unchanged: a node fed only by it is its source's tensor.
 SKIP = "skip_connect"
 
 
