@@ -55,6 +55,15 @@ def _finite(v: Any) -> Any:
     return v if not isinstance(v, float) or math.isfinite(v) else None
 
 
+def _short(v: Any) -> Any:
+    """A number as the plots need it (6 decimals, or 0.1 for large ones): a smaller page to load."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None if v is None else v
+    if not math.isfinite(v):
+        return None
+    return round(v, 6) if abs(v) < 1e4 else round(v, 1)
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), default=str, allow_nan=False)
 
@@ -77,7 +86,8 @@ class RunView:
         self.rows: dict[int, dict[str, Any]] = {}
         self.pending: set[int] = set()
         self.done: list[int] = []  # ids in the order they were seen finished
-        self.points: list[str] = []  # the JSON of each, same order
+        self.points: list[list[Any]] = []  # the plot data of each, same order
+        self._points_json: tuple[int, str] | None = None
         self.children: dict[int, list[int]] = {}
         self.workers: dict[str, int] = {}
         self.front: list[Any] = []
@@ -87,6 +97,10 @@ class RunView:
         self._version: Any = None
         self._checked = 0.0
         self._sorted: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
+        self._columns: dict[str, tuple[int, Any]] = {}
+        self._key_text: dict[tuple[Any, ...], str] = {}
+        self._text: dict[int, str] = {}
+        self.t0: float | None = None  # times in points are seconds after the first candidate was created
         self._history: tuple[int, dict[str, Any]] | None = None
         self._parallel: tuple[int, dict[str, Any]] | None = None
         self._summaries = trialmod.Summaries(self.run.space)
@@ -120,13 +134,17 @@ class RunView:
                 c = _row_to_candidate(r)
                 first = c.id not in self.cands
                 self.cands[c.id] = c
+                if self.t0 is None:
+                    self.t0 = float(c.created or 0.0)
+                self._text[c.id] = self._make_text(c)
                 self.max_id = max(self.max_id, c.id)
                 if first:
                     for p in c.parents:
                         self.children.setdefault(int(p), []).append(c.id)
                 if c.worker and c.worker not in self.workers:
                     self.workers[c.worker] = len(self.workers)
-                self.rows[c.id] = trialmod.row(c, self.objectives, self._summaries, epochs.get(c.id))
+                self.rows[c.id] = trialmod.row(c, self.objectives, None, epochs.get(c.id))  # summary: when shown
+                self.rows[c.id]["summary"] = None
                 if c.state in FINAL:
                     self.pending.discard(c.id)
                     self.done.append(c.id)
@@ -147,16 +165,19 @@ class RunView:
             self.changes += 1
             self._sorted.clear()
 
-    def _point(self, c: Any) -> str:
+    def _point(self, c: Any) -> list[Any]:
         values = list(c.objectives) if c.objectives is not None else [None] * len(self.objectives)
         dup, der, _ = trialmod.lineage(c)
-        return _dumps([c.id, STATE_CODE.get(c.state, 1), 1 if c.feasible else 0, 1 if dup is not None else 0,
-                       [_finite(v) for v in values], _finite(c.metrics.get("val_accuracy")), c.started, c.finished,
-                       self.workers.get(c.worker or "", -1)])
+        if self.t0 is None:
+            self.t0 = float(c.created or c.started or 0.0)
+        return [c.id, STATE_CODE.get(c.state, 1), 1 if c.feasible else 0, 1 if dup is not None else 0,
+                [_short(v) for v in values], _short(c.metrics.get("val_accuracy")),
+                round(c.started - self.t0, 3) if c.started is not None else None,
+                round(c.finished - self.t0, 3) if c.finished is not None else None, self.workers.get(c.worker or "", -1)]
 
     def _grow_front(self, finished: Sequence[Any]) -> None:
         add = getattr(objmod, "add_to_front", None)
-        if add is not None:
+        if add is not None and len(finished) <= 200:
             for c in finished:
                 add(self.front, c, self.objectives)
         else:  # the front of the union is the front of (old front + new): chunks keep it small
@@ -189,7 +210,7 @@ class RunView:
             if at is not None and live.alive:
                 elapsed += max(0.0, time.time() - float(at))
             running = [{"id": cid, "worker": self.cands[cid].worker, "epoch": self.rows[cid]["epochs"], "since": self.cands[cid].started,
-                        "summary": self.rows[cid]["summary"]} for cid in sorted(self.pending) if self.cands[cid].state == "running"]
+                        "summary": self._row(cid)["summary"]} for cid in sorted(self.pending) if self.cands[cid].state == "running"]
             front = [self._brief(c.id) for c in self.front[:200]]
             return {
                 "run": self.name, "path": str(self.path), "space": self.run.space.name, "data": cfg.data, "strategy": cfg.strategy,
@@ -198,11 +219,19 @@ class RunView:
                 "duplicates": dups, "evaluated": sum(counts[s] for s in FINAL) - dups, "state": state, "stopped": stopped,
                 "pid": live.pid if live.alive else None, "elapsed_s": elapsed, "running": running, "front": front,
                 "front_size": len(self.front), "pick": self.pick.id if self.pick is not None else None,
-                "workers": list(self.workers), "now": time.time(),
+                "workers": list(self.workers), "now": time.time(), "t0": self.t0,
             }
 
-    def _brief(self, cid: int) -> dict[str, Any]:
+    def _row(self, cid: int) -> dict[str, Any]:
+        """A candidate's trials row, its architecture summary made the first time it is shown."""
         r = self.rows[cid]
+        if r["summary"] is None:
+            c = self.cands[cid]
+            r["summary"] = self._summaries(c.key, c.arch)
+        return r
+
+    def _brief(self, cid: int) -> dict[str, Any]:
+        r = self._row(cid)
         return {k: _finite(r[k]) for k in ("id", "state", "val_accuracy", "test_accuracy", "params", "flops", "latency_ms", "summary")} | {
             "objectives": [_finite(r[f"obj_{o.name}"]) for o in self.objectives]}
 
@@ -210,7 +239,13 @@ class RunView:
         self.refresh()
         with self.lock:
             after = max(0, min(after, len(self.points)))
-            return '{"start":' + str(after) + ',"points":[' + ",".join(self.points[after:]) + "]}"
+            if after == 0:  # a page load: the same text for every page opened until something finishes
+                if self._points_json is None or self._points_json[0] != len(self.points):
+                    self._points_json = (len(self.points), _dumps(self.points))
+                body = self._points_json[1]
+            else:
+                body = _dumps(self.points[after:])
+            return '{"start":' + str(after) + ',"points":' + body + "}"
 
     def trials_page(self, page: int, size: int, sort: str | None, state: str | None, q: str | None) -> dict[str, Any]:
         self.refresh()
@@ -221,16 +256,7 @@ class RunView:
             key = (sort, state, q)
             ids = self._sorted.get(key)
             if ids is None:
-                rows = list(self.rows.values())
-                if state:
-                    wanted = set(state.split(","))
-                    rows = [r for r in rows if r["state"] in wanted or ("duplicate" in wanted and r["duplicate_of"] is not None)]
-                if q:
-                    needle = q.lower()
-                    rows = [r for r in rows if needle in r["summary"].lower() or needle in r["key"] or needle in (r["error"] or "").lower()
-                            or needle in (r["worker"] or "").lower() or needle == str(r["id"])]
-                rows = trialmod.sort_rows(rows, sort) if sort else rows
-                ids = [r["id"] for r in rows]
+                ids = self._select(sort, state, q)
                 self._sorted[key] = ids
                 while len(self._sorted) > 16:
                     self._sorted.popitem(last=False)
@@ -240,10 +266,70 @@ class RunView:
             show = [*(f"obj_{o.name}" for o in self.objectives), *TABLE_COLUMNS]
             out = []
             for cid in ids[page * size:(page + 1) * size]:
-                r = self.rows[cid]
+                r = self._row(cid)
                 out.append({k: _finite(r[k]) for k in show})
             return {"total": len(ids), "all": len(self.rows), "page": page, "pages": pages, "size": size, "columns": show,
                     "rows": out, "pick": self.pick.id if self.pick is not None else None, "front": [c.id for c in self.front]}
+
+    def _select(self, sort: str | None, state: str | None, q: str | None) -> list[int]:
+        """Ids of the rows that pass the filters, in the order asked for. Numeric columns sort
+        with numpy over one array per column (kept until the run changes), ties in id order."""
+        import numpy as np
+
+        ids = self._ids()
+        if state:
+            wanted = set(state.split(","))
+            ids = [i for i in ids if self.rows[i]["state"] in wanted or ("duplicate" in wanted and self.rows[i]["duplicate_of"] is not None)]
+        if q:
+            needle = q.lower()
+            ids = [i for i in ids if needle in self._search_text(self.rows[i]) or needle in self.cands[i].state or needle == str(i)
+                   or (self.cands[i].worker is not None and needle in self.cands[i].worker.lower())
+                   or (self.cands[i].error is not None and needle in self.cands[i].error.lower())]
+        if not sort:
+            return ids
+        desc = sort.startswith("-")
+        col = sort.lstrip("-")
+        if col in trialmod.NUMERIC or col.startswith("obj_"):
+            values = self._column(col)
+            if len(ids) != len(values):
+                pos = np.searchsorted(self._column("id"), np.asarray(ids, dtype=float))
+                values = values[pos]
+            arr = np.asarray(ids)
+            order = np.argsort(-values if desc else values, kind="stable")  # NaN (empty) last either way
+            return arr[order].tolist()
+        if col == "summary":
+            for i in ids:
+                self._row(i)
+        return [r["id"] for r in trialmod.sort_rows([self.rows[i] for i in ids], sort)]
+
+    def _ids(self) -> list[int]:
+        got = self._columns.get("__ids__")
+        if got is None or got[0] != self.changes:
+            self._columns["__ids__"] = got = (self.changes, sorted(self.rows))
+        return list(got[1])
+
+    def _column(self, col: str) -> Any:
+        """One numeric column over every row in id order (NaN where empty)."""
+        import numpy as np
+
+        got = self._columns.get(col)
+        if got is None or got[0] != self.changes:
+            vals = [self.rows[i][col] for i in self._ids()]
+            arr = np.array([np.nan if v is None or isinstance(v, str) else float(v) for v in vals], dtype=float)
+            self._columns[col] = got = (self.changes, arr)
+        return got[1]
+
+    def _search_text(self, r: dict[str, Any]) -> str:
+        """Where the table's filter looks first: the decisions' values and the key (then state,
+        worker and error). Made when a row arrives, shared by rows of one architecture."""
+        return self._text[r["id"]]
+
+    def _make_text(self, c: Any) -> str:
+        values = tuple(c.arch.values())
+        text = self._key_text.get(values)
+        if text is None:
+            text = self._key_text[values] = " ".join([*(str(v) for v in values), c.key]).lower()
+        return text
 
     def candidate(self, cid: int) -> dict[str, Any] | None:
         self.refresh()
@@ -251,7 +337,7 @@ class RunView:
             c = self.cands.get(cid)
             if c is None:
                 return None
-            r = self.rows[cid]
+            r = self._row(cid)
             dup, der, source = trialmod.lineage(c)
             curve_of = dup if dup is not None else cid
             with self.lock:
@@ -264,7 +350,7 @@ class RunView:
             def brief(i: int) -> dict[str, Any]:
                 rr = self.rows.get(i)
                 return {"id": i, "state": rr["state"] if rr else "?", "val_accuracy": _finite(rr["val_accuracy"]) if rr else None,
-                        "summary": rr["summary"] if rr else ""}
+                        "summary": self._row(i)["summary"] if rr else ""}
 
             in_front = any(f.id == cid for f in self.front)
             run_arg = str(self.path)
@@ -299,7 +385,7 @@ class RunView:
             add = getattr(objmod, "add_to_front", None)
             for start in range(0, n, step):
                 chunk = order[start:start + step]
-                if add is not None:
+                if add is not None and len(chunk) <= 50:
                     for c in chunk:
                         add(front, c, self.objectives)
                 else:

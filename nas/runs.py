@@ -261,6 +261,29 @@ class Run:
         stopped = self.store.meta("stopped")
         return "finished" if stopped in ("budget", "time budget", "failures", "exhausted", "infeasible") else "stopped"
 
+    # -- trials (nas.trials; issue 15) --------------------------------------------------------------
+    def trials(self, states: Sequence[str] | None = None, sort: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every candidate as a flat dict, the columns of `nas trials` (see `nas.trials`):
+        id, state, key, obj_<objective>..., val_accuracy, test_accuracy, params, flops, latency_ms,
+        epochs, seconds, worker, generation, parents, source, duplicate_of, derived_from, violation,
+        error, summary, arch, created, started, finished. `sort` names a column (`-col`: descending)."""
+        from .trials import trials
+
+        return trials(self, states=states, sort=sort, limit=limit)
+
+    def curve(self, cid: int) -> list[dict[str, Any]]:
+        """A candidate's learning curve: one dict per epoch (epoch, train_loss, val_loss, val_accuracy, ...)."""
+        return self.store.curve(cid)
+
+    def to_dataframe(self, states: Sequence[str] | None = None) -> Any:
+        """`trials()` as a pandas DataFrame indexed by id (pandas is not a dependency of nas:
+        `pip install pandas`)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise UsageError("to_dataframe needs pandas (pip install pandas); trials() gives the same rows as dicts") from None
+        return pd.DataFrame(self.trials(states=states)).set_index("id", drop=False)
+
 
 def open_run(run: str | Path) -> Run:
     """A run opened read-only: `with nas.open_run("runs/demo") as run: run.front ...`."""

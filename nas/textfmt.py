@@ -78,7 +78,7 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], align: str | No
         if room < widths[flex]:
             widths[flex] = room
             for r in cells[1:]:
-                r[flex] = wrap(r[flex], room) if overflow == "wrap" else cut(r[flex], room)
+                r[flex] = "\n".join(wrap(part, room) for part in r[flex].split("\n")) if overflow == "wrap" else cut(r[flex], room)
 
     def lines(r: list[str]) -> list[str]:
         parts = [c.split("\n") for c in r]

@@ -106,23 +106,21 @@ def row(c: Any, objectives: Sequence[Any], summary: Summaries | None = None, epo
 
 
 def sort_rows(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
-    """Rows sorted by `column` (prefix `-` for descending); empty values last either way."""
+    """Rows sorted by `column` (prefix `-` for descending), ties by id; empty values last either way."""
     desc = column.startswith("-")
     col = column.lstrip("-")
-
-    def key(r: dict[str, Any]) -> Any:
+    present, empty = [], []
+    for r in rows:
         v = r.get(col)
         if v is None or v == "":
-            return (1, 0)
-        if isinstance(v, (dict, list)):
-            v = json.dumps(v, sort_keys=True)
-        return (0, -v if desc and isinstance(v, (int, float)) else v)
-
-    if desc and any(isinstance(r.get(col), str) for r in rows):
-        present = [r for r in rows if r.get(col) not in (None, "")]
-        empty = [r for r in rows if r.get(col) in (None, "")]
-        return sorted(present, key=lambda r: str(r[col]), reverse=True) + empty
-    return sorted(rows, key=key)
+            empty.append(r)
+        else:
+            present.append((json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v, r["id"], r))
+    try:
+        present.sort(key=lambda t: (t[0], t[1]), reverse=desc)
+    except TypeError:  # numbers and text in one column: compare as text
+        present.sort(key=lambda t: (str(t[0]), t[1]), reverse=desc)
+    return [t[2] for t in present] + empty
 
 
 def trials(run: Any, *, states: Iterable[str] | None = None, sort: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:

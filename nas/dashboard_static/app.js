@@ -329,11 +329,12 @@ function drawTimeline() {
   const W = cv.width, H = cv.height, L = 170, R = 10, T = 6, B = 22;
   ctx.clearRect(0, 0, W, H);
   const bars = S.points.filter((p) => p[P.start] != null && p[P.end] != null && !p[P.dup]);
-  const running = s.running.filter((r) => r.since != null);
+  const running = s.running.filter((r) => r.since != null && s.t0 != null);
   if (!bars.length && !running.length) { ctx.fillStyle = "#6b7380"; ctx.font = "13px sans-serif"; ctx.fillText("nothing has run yet", L, H / 2); return; }
   let t0 = Infinity, t1 = -Infinity;
   for (const p of bars) { t0 = Math.min(t0, p[P.start]); t1 = Math.max(t1, p[P.end]); }
-  for (const r of running) { t0 = Math.min(t0, r.since); t1 = Math.max(t1, s.now); }
+  const base = s.t0 || 0;
+  for (const r of running) { t0 = Math.min(t0, r.since - base); t1 = Math.max(t1, s.now - base); }
   const fx = scale(0, Math.max(1e-3, t1 - t0), L, W - R, false);
   const rowH = (H - T - B) / nw;
   ctx.font = "11px sans-serif"; ctx.fillStyle = "#374151";
@@ -350,7 +351,7 @@ function drawTimeline() {
     ctx.fillRect(x0, T + rowH * w + 2, x1 - x0, rowH - 4); drawn++;
   }
   for (const r of running) {
-    const w = Math.max(0, workers.indexOf(r.worker)), x0 = fx(r.since - t0), x1 = fx(s.now - t0);
+    const w = Math.max(0, workers.indexOf(r.worker)), x0 = fx(r.since - base - t0), x1 = fx(s.now - base - t0);
     ctx.fillStyle = "#16a34a"; ctx.fillRect(x0, T + rowH * w + 2, Math.max(2, x1 - x0), rowH - 4);
   }
   ctx.fillStyle = "#6b7380"; ctx.textAlign = "center";
@@ -392,7 +393,7 @@ async function loadCandidate(id) {
   let c;
   try { c = await api("candidate", { id }); } catch (e) { $("cand").innerHTML = `<p>candidate #${esc(id)}: ${esc(e.message)}</p>`; return; }
   S.cand = c;
-  const kv = (o) => Object.entries(o || {}).map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(typeof v === "number" ? fmt(v, 6) : v)}</dd>`).join("");
+  const kv = (o, pre) => Object.entries(o || {}).map(([k, v]) => `<dt>${esc((pre || "") + k)}</dt><dd>${esc(typeof v === "number" ? fmt(v, 6) : v)}</dd>`).join("");
   const link = (b) => `<a href="#candidate/${b.id}">#${b.id}</a> <span class="muted">${esc(b.state)} ${b.val_accuracy != null ? "acc " + fmt(b.val_accuracy) : ""}</span>`;
   $("cand").innerHTML = `
     <div class="card"><h2 id="cand-title">Candidate #${c.id} · ${esc(c.state)}${c.pick ? " · the pick" : ""}${c.in_front ? " · on the front" : ""}</h2>
@@ -402,7 +403,7 @@ async function loadCandidate(id) {
       <p>export: <code id="export-cmd">${esc(c.export)}</code></p></div>
     <div class="cards">
       <div class="card half"><h2>Learning curve${c.curve_of !== c.id ? ` (of #${c.curve_of}, which it duplicates)` : ""}</h2><svg id="curve-plot" viewBox="0 0 520 220"></svg><svg id="curve-acc" viewBox="0 0 520 220"></svg></div>
-      <div class="card half"><h2>Metrics</h2><dl class="kv">${kv(c.objectives)}${kv(c.metrics)}${c.test ? kv(c.test) : ""}<dt>worker</dt><dd>${esc(c.worker || "-")}</dd><dt>generation</dt><dd>${c.generation}</dd><dt>key</dt><dd>${esc(c.key)}</dd></dl></div>
+      <div class="card half"><h2>Metrics</h2><dl class="kv">${kv(c.objectives, "objective ")}${kv(c.metrics)}${c.test ? kv(c.test) : ""}<dt>worker</dt><dd>${esc(c.worker || "-")}</dd><dt>generation</dt><dd>${c.generation}</dd><dt>key</dt><dd>${esc(c.key)}</dd></dl></div>
     </div>
     <div class="cards">
       <div class="card half"><h2>Parents</h2><div class="links" id="parents">${c.parents.map(link).join("<br>") || "<span class='muted'>none (sampled)</span>"}</div></div>
