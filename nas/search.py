@@ -41,7 +41,9 @@ STOPS_FINISHED = ("budget", "time budget", "failures", "exhausted", "infeasible"
 
 
 class SearchInterrupted(NasError):
-    """Ctrl-C or SIGTERM: the run is saved; the message says how to resume."""
+    """Ctrl-C or SIGTERM: the run is saved; the message says how to resume. `signum` is the signal."""
+
+    signum: int = signal.SIGINT
 
 
 class _Terminated(KeyboardInterrupt):
@@ -263,7 +265,7 @@ class Search:
                     self.store.start(cand.id, executor.worker_name())
                     self._maybe_commit(force=self._slow)  # a slow evaluation is seen running, and nothing before it waits on it
                     inflight[cand.id] = (cand, arch, time.monotonic())
-                    executor.submit(cand.id, self.space, arch, seed_for(cfg.seed, cand.key), self.constraints)
+                    executor.submit(cand.id, self.space, arch, seed_for(cfg.seed, cand.key), self.constraints, **self._deadline())
                 if not inflight:
                     break  # nothing running and nothing to start: budget reached, out of time or exhausted
                 self._maybe_commit(force=self._slow)
@@ -292,7 +294,9 @@ class Search:
             executor.cancel_all()
             self._stop_here("terminated" if isinstance(exc, _Terminated) else "interrupted")
             how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
-            raise SearchInterrupted(f"{how}; everything finished so far is saved in {self.store.path}. Resume with: nas resume {self.store.path}") from None
+            stopped = SearchInterrupted(f"{how}; everything finished so far is saved in {self.store.path}. Resume with: nas resume {self.store.path}")
+            stopped.signum = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
+            raise stopped from None
         except BaseException as exc:
             executor.cancel_all()
             self.store.batch = False
@@ -332,6 +336,23 @@ class Search:
         self._close_bar()
         self.store.close()
         remove_run(run, existed)
+
+    def _deadline(self) -> dict[str, float]:
+        """With a time budget, the wall-clock moment training stops, at the first epoch boundary
+        past it (for an evaluator that takes `deadline=`, as the trainer and the table do); the
+        candidate is then recorded at the last epoch it completed."""
+        tb = self.config.time_budget
+        if tb is None or self.config.backend_options.get("evaluator_factory"):  # (workers' own evaluators may not take it)
+            return {}
+        if getattr(self, "_takes_deadline", None) is None:
+            import inspect
+
+            try:
+                params = inspect.signature(self.evaluator.evaluate).parameters
+                self._takes_deadline = "deadline" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+            except (TypeError, ValueError, AttributeError):
+                self._takes_deadline = False
+        return {"deadline": time.time() + max(0.0, tb - self._elapsed())} if self._takes_deadline else {}
 
     def _out_of_time(self) -> bool:
         tb = self.config.time_budget
@@ -580,7 +601,7 @@ def search(space: SearchSpace | str, data: str = "digits", *, strategy: str = "a
            run: str | Path | None = None, seed: int = 0, time_budget: float | None = None, device: str = "auto",
            progress: bool = True, evaluator: Any = None, strategy_options: Mapping[str, Any] | None = None,
            keep_weights: str = "all", workers: int = 1, backend: str = "inline", backend_options: Mapping[str, Any] | None = None,
-           **train: Any) -> SearchResult:
+           log: Callable[[str], None] | None = None, **train: Any) -> SearchResult:
     """Run a search and return its result; the run directory keeps everything (see `nas resume`).
 
         result = nas.search("mlp", data="digits", objectives="accuracy,params", budget=30)
@@ -599,5 +620,5 @@ def search(space: SearchSpace | str, data: str = "digits", *, strategy: str = "a
         train=train, latency={k[len("latency_"):]: v for k, v in latency.items()}, keep_weights=keep_weights,
         workers=workers, backend=backend, backend_options=dict(backend_options or {}),
     )
-    with start(config, run, objectives=objs, evaluator=evaluator, progress=progress) as session:
+    with start(config, run, objectives=objs, evaluator=evaluator, progress=progress, log=log) as session:
         return session.run()

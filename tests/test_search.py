@@ -329,3 +329,303 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path: Path, args: list[str
 def test_cli_error_in_a_real_process(tmp_path: Path) -> None:
     out = cli("search", "--objectives", "speed", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "unknown objective" in out.stderr
+
+
+# -- issue 11: runs, objectives, durability, status ------------------------------------------------
+def size_mb() -> "nas.objectives.Objective":
+    return nas.objectives.Objective("size_mb", metric="", direction="min", fn=lambda metrics, arch: metrics["params"] * 4 / 2**20)
+
+
+def test_readme_objective_example_runs_after_a_bare_import() -> None:
+    code = ("import nas; o = nas.objectives.Objective('size_mb', metric='', direction='min', "
+            "fn=lambda metrics, arch: metrics['params'] * 4 / 2**20); print(o.value({'params': 2**20}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=python_env(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "4.0"
+
+
+def test_function_objectives_are_stored_and_read_back_with_the_run(tmp_path: Path, capsys) -> None:
+    from nas.cli import main
+
+    run = tmp_path / "r"
+    result = search(NB201, data="nb201:cifar10", objectives=["accuracy", size_mb()], strategy="nsga2", budget=40, run=run,
+                    progress=False, evaluator=CountingTable(), log=lambda s: None)
+    assert len(result.front) > 1
+    with nas.open_run(run) as opened:
+        assert isinstance(opened, nas.Run)
+        assert [(o.name, o.direction) for o in opened.objectives] == [("accuracy", "max"), ("size_mb", "min")]
+        assert [c.id for c in opened.front] == [c.id for c in result.front]
+        assert opened.best.id == result.best.id and opened.config.budget == 40 and opened.space.name == "nb201"
+        assert opened.function_objectives == ["size_mb"] and opened.state() == "finished"
+    assert main(["status", str(run), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [f["id"] for f in status["front"]] == [c.id for c in result.front]
+    assert set(status["front"][0]["objectives"]) == {"accuracy", "size_mb"}
+
+    # a resume needs the function again: refused in one line naming it, or given through the API
+    with pytest.raises(UsageError, match=r"size_mb.*nas\.resume\("):
+        resume(run, budget=50, evaluator=CountingTable(), progress=False, log=lambda s: None)
+    assert main(["resume", str(run), "--budget", "50", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "size_mb" in err[0]
+    with pytest.raises(UsageError, match="size_mb"):
+        resume(run, objectives=["accuracy", "params"], budget=50, evaluator=CountingTable(), progress=False, log=lambda s: None)
+    with resume(run, objectives=["accuracy", size_mb()], budget=50, evaluator=CountingTable(), progress=False, log=lambda s: None) as session:
+        again = session.run()
+    assert sum(1 for c in again.candidates if c.duplicate_of is None) == 50
+
+
+def test_strategy_state_is_written_only_when_it_changed(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "r", {"config": {}})
+    writes: list[str] = []
+    store.conn.set_trace_callback(lambda sql: writes.append(sql) if "INTO state" in sql else None)
+    state = {"strategy": {"rng": [3, "abc", None], "asked": 1}}
+    a = store.add("k1", {"x": 1}, states=state)
+    store.start(a)
+    store.finish(a, "complete", metrics={"val_accuracy": 0.5}, objectives=[0.5], states=state)
+    store.add_finished("k1", {"x": 1}, "complete", metrics={"val_accuracy": 0.5}, objectives=[0.5], violation=0.0, error=None,
+                       duplicate_of=a, states=state)
+    assert len(writes) == 1
+    store.add("k2", {"x": 2}, states={"strategy": {"rng": [3, "abd", None], "asked": 2}})
+    assert len(writes) == 2
+    store.close()
+    with RunStore.open(tmp_path / "r") as ro:
+        assert ro.state("strategy")["asked"] == 2
+
+
+def test_duplicate_of_is_an_integer_column_and_format_1_runs_still_open_and_resume(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    result = run_to_end(config("evolution", budget=40, objectives=["accuracy"]), run)
+    dups = [c for c in result.candidates if c.duplicate_of is not None]
+    assert dups and all(isinstance(c.duplicate_of, int) for c in dups)
+    with sqlite3.connect(run / "run.db") as db:
+        columns = {row[1]: row[2] for row in db.execute("PRAGMA table_info(candidates)")}
+        assert columns["duplicate_of"] == "INTEGER" and columns["derived_from"] == "INTEGER" and columns["derivation"] == "TEXT"
+        assert "source" not in columns
+        assert db.execute("SELECT DISTINCT typeof(duplicate_of) FROM candidates WHERE duplicate_of IS NOT NULL").fetchall() == [("integer",)]
+    expected = snapshot(run)
+
+    # turn it into a format-1 run: duplicates as text in `source`, no new columns
+    with sqlite3.connect(run / "run.db") as db:
+        db.execute("ALTER TABLE candidates ADD COLUMN source TEXT")
+        db.execute("UPDATE candidates SET source = 'duplicate of #' || duplicate_of WHERE duplicate_of IS NOT NULL")
+        for col in ("duplicate_of", "derived_from", "derivation"):
+            db.execute(f"ALTER TABLE candidates DROP COLUMN {col}")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'format_version'")
+    with nas.open_run(run) as opened:  # read-only, as it is
+        assert [(c.id, c.duplicate_of) for c in opened.candidates] == [(c.id, c.duplicate_of) for c in result.candidates]
+        assert [c.id for c in opened.front] == [c.id for c in result.front]
+    assert snapshot(run) == expected
+    with sqlite3.connect(run / "run.db") as db:
+        assert db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone() == ("1",)
+    with resume(run, budget=50, evaluator=CountingTable(), progress=False, log=lambda s: None) as session:
+        again = session.run()
+    assert sum(1 for c in again.candidates if c.duplicate_of is None) == 50
+    with sqlite3.connect(run / "run.db") as db:  # migrated on write-open
+        assert db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone() == ("2",)
+        assert db.execute("SELECT COUNT(*) FROM candidates WHERE duplicate_of IS NOT NULL").fetchone()[0] >= len(dups)
+
+
+def test_weights_are_fsynced_before_their_row_commits_and_commits_are_full(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    import torch
+
+    store = RunStore.create(tmp_path / "r", {"config": {}})
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    events: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store.conn.set_trace_callback(lambda sql: events.append(("sql", sql.split()[0].upper())))
+    cid = store.add("k", {"x": 1})
+    events.clear()
+    store.finish(cid, "complete", metrics={"val_accuracy": 1.0}, weights={"w": torch.ones(3)})
+    synced = [i for i, (kind, what) in enumerate(events) if kind == "fsync"]
+    paths = [events[i][1] for i in synced]
+    assert paths[0].endswith(".pt") or ".tmp" in paths[0]  # the file itself
+    assert paths[1] == str((tmp_path / "r" / "weights").resolve())  # then its directory
+    update = next(i for i, (kind, what) in enumerate(events) if kind == "sql" and what == "UPDATE")
+    assert synced[1] < update
+    store.close()
+    assert torch.equal(RunStore.open(tmp_path / "r").load_weights(cid)["w"], torch.ones(3))
+
+
+def test_creating_a_run_is_one_step_whatever_moment_it_is_killed(tmp_path: Path) -> None:
+    """Fork, and in the child kill the process (os._exit) at the N-th line the driver or the store
+    executes while creating a run; after each kill the directory is a whole run or none."""
+    import os
+
+    watched = {str(ROOT / "nas" / name) for name in ("store.py", "search.py", "runs.py")}
+    evaluator = CountingTable()
+
+    def child(run: Path, kill_at: int, count_file: Path | None) -> None:
+        seen = [0]
+
+        def local(frame, event, arg):
+            if event == "line":
+                seen[0] += 1
+                if seen[0] == kill_at:
+                    os._exit(9)
+            return local
+
+        def tracer(frame, event, arg):
+            return local if frame.f_code.co_filename in watched else None
+
+        sys.settrace(tracer)
+        try:
+            start(config("random", budget=5), run, evaluator=evaluator, progress=False, log=lambda s: None).store.close()
+        finally:
+            sys.settrace(None)
+        if count_file is not None:
+            count_file.write_text(str(seen[0]))
+        os._exit(0)
+
+    def fork(run: Path, kill_at: int, count_file: Path | None = None) -> int:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                child(run, kill_at, count_file)
+            finally:
+                os._exit(1)
+        return os.waitpid(pid, 0)[1] >> 8
+
+    count = tmp_path / "count"
+    assert fork(tmp_path / "whole", 10**9, count) == 0
+    lines = int(count.read_text())
+    assert lines > 20
+    for i, kill_at in enumerate(sorted({1 + k * lines // 40 for k in range(40)})):
+        run = tmp_path / f"k{i}"
+        assert fork(run, kill_at) == 9
+        if (run / "run.db").exists():
+            with RunStore.open(run) as store:
+                meta = store.all_meta()
+            assert {"config", "objectives", "space_fingerprint", "input_shape", "classes"} <= set(meta), (kill_at, sorted(meta))
+            resume(run, evaluator=evaluator, progress=False, log=lambda s: None).store.close()
+        else:
+            start(config("random", budget=5), run, evaluator=evaluator, progress=False, log=lambda s: None).store.close()
+
+
+def test_a_space_that_does_not_fit_the_data_leaves_nothing_and_names_the_space_that_fits(tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    from nas.cli import main
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "flat.npz", x=rng.normal(size=(120, 10)).astype("float32"), y=rng.integers(0, 3, 120))
+    run = tmp_path / "r"
+    code = main(["search", "--space", "cnn", "--data", str(tmp_path / "flat.npz"), "--budget", "3", "--epochs", "1", "--run", str(run), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--space mlp" in err[0]
+    assert not run.exists()
+    (tmp_path / "empty").mkdir()  # a directory that was there before is left as it was
+    assert main(["search", "--space", "cnn", "--data", str(tmp_path / "flat.npz"), "--budget", "3", "--run", str(tmp_path / "empty"), "--no-progress"]) == 2
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_budget_counts_trained_networks_and_infeasible_proposals_do_not_use_it_up(tmp_path: Path) -> None:
+    ev = CountingTable()
+    result = run_to_end(config("random", budget=8, constraints={"max_params": 300_000}), tmp_path / "r", ev)
+    distinct = [c for c in result.candidates if c.duplicate_of is None]
+    infeasible = [c for c in distinct if c.state == "infeasible"]
+    trained = [c for c in distinct if c.state in ("complete", "failed")]
+    assert infeasible, "some NB201 cells exceed 0.3M parameters"
+    assert len(trained) == 8 and result.stopped == "budget"
+    with nas.open_run(tmp_path / "r") as opened:
+        assert sum(1 for c in opened.candidates if c.state == "infeasible" and c.duplicate_of is None) == len(infeasible)
+
+
+def test_a_space_where_nothing_is_feasible_still_ends_and_says_so(tmp_path: Path) -> None:
+    said: list[str] = []
+    session = start(config("random", budget=8, constraints={"max_params": 10}), tmp_path / "r", evaluator=CountingTable(),
+                    progress=False, log=said.append)
+    with session:
+        result = session.run()
+    assert result.stopped == "infeasible" and not result.front
+    assert sum(1 for c in result.candidates if c.state == "infeasible" and c.duplicate_of is None) == 100
+    assert any("broke a constraint known before training" in s and "max_params 10" in s for s in said)
+
+
+def _wait_for(pred, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while not pred():
+        assert proc.poll() is None, "the search process ended early"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_status_tells_a_live_run_from_a_dead_one_and_kill_9_sessions_count_their_time(tmp_path: Path, capsys) -> None:
+    import signal
+
+    from nas.cli import main
+
+    run, log = tmp_path / "r", tmp_path / "log"
+    worker = [sys.executable, str(ROOT / "tests" / "resume_worker.py")]
+    args = [str(run), str(log), "nsga2", "1", "200", "0.25"]
+
+    def status() -> dict:
+        assert main(["status", str(run), "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    proc = subprocess.Popen(worker + ["start"] + args, env=python_env())
+    try:
+        _wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 4, proc)
+        live = status()
+        assert live["state"] == "running" and live["writer_pid"] == proc.pid and live["stopped"] is None
+        assert live["elapsed_s"] > 0.5 and live["resume"] is None
+        assert live["running"] and not live["to_evaluate_again"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    dead = status()
+    assert dead["state"] == "stopped" and dead["stopped"] == "killed" and dead["writer_pid"] is None
+    assert dead["resume"] == f"nas resume {run}" and dead["to_evaluate_again"] and not dead["running"]
+    assert dead["elapsed_s"] >= 0.5  # saved with the finished candidates, though the session never ended cleanly
+    assert main(["status", str(run)]) == 0
+    text = capsys.readouterr().out
+    assert f"resume with: nas resume {run}" in text and "killed" in text and "time       0 s" not in text
+
+    # SIGTERM stops like Ctrl-C: saved, and said so
+    proc = subprocess.Popen(worker + ["resume"] + args, env=python_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        before = len(log.read_text().splitlines())
+        _wait_for(lambda: len(log.read_text().splitlines()) >= before + 2, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert "terminated (SIGTERM)" in err and f"Resume with: nas resume {run}" in err
+    stopped = status()
+    assert stopped["state"] == "stopped" and stopped["stopped"] == "terminated" and stopped["elapsed_s"] > dead["elapsed_s"]
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_cli_stopped_by_a_signal_is_saved_and_not_an_error(tmp_path: Path, signame: str) -> None:
+    import signal
+
+    run = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", "--space", "mlp", "--data", "digits", "--epochs", "40",
+                             "--patience", "40", "--budget", "30", "--run", str(run), "--no-progress"],
+                            env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def running() -> bool:
+            if not (run / "run.db").exists():
+                return False
+            with RunStore.open(run) as store:
+                return store.counts()["running"] > 0
+        _wait_for(running, proc)
+        proc.send_signal(getattr(signal, signame))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    sig = getattr(signal, signame)
+    assert proc.returncode == 128 + sig, err
+    assert "error" not in err and "Traceback" not in err
+    assert f"Resume with: nas resume {run}" in err
+    with RunStore.open(run) as store:
+        assert store.meta("stopped") == ("terminated" if signame == "SIGTERM" else "interrupted")
