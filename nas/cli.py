@@ -329,7 +329,9 @@ def _print_end(result: Any, space: Any) -> None:
     print()
     with RunStore.open(result.run) as store:
         objectives = result.objectives
-        print(f"Pareto front ({', '.join(o.name + (' max' if o.direction == 'max' else ' min') for o in objectives)}), stopped by {result.stopped}:")
+        names = ', '.join(o.name + (' max' if o.direction == 'max' else ' min') for o in objectives)
+        title = f"Pareto front ({names})" if len(objectives) > 1 else f"Best by {names} (one objective: no trade-off to show)"
+        print(f"{title}, stopped by {result.stopped}:")
         print(front_table(store, space, objectives))
     print(f"\nrun saved in {result.run}; next: nas status {result.run} | nas report {result.run} | nas export {result.run} --out best/")
 
