@@ -73,6 +73,13 @@ import os as _os
 
 SPEC = _json.loads(r"""{spec_json}""")
 PREPROCESSING = _json.loads(r"""{pre_json}""")
+CLASS_NAMES = (PREPROCESSING or {{}}).get("class_names")  # output index -> class name (None: the indices are the labels)
+
+
+def labels(logits: torch.Tensor) -> list:
+    """The predicted class of each row of `logits`: its name where the data named its classes."""
+    idx = logits.argmax(dim=-1).tolist()
+    return [CLASS_NAMES[i] for i in idx] if CLASS_NAMES else idx
 
 
 def build() -> Network:
@@ -352,7 +359,8 @@ def _readme(info: Mapping[str, Any], files: list[str]) -> str:
             lines.append(f"| {label} | {m[key]:,} |" if isinstance(m[key], int) else f"| {label} | {m[key]:.4g} |")
     lines += [
         "",
-        f"Input: a batch of shape (N, {', '.join(map(str, info['input_shape']))}); output: logits for {info['classes']} classes.",
+        f"Input: a batch of shape (N, {', '.join(map(str, info['input_shape']))}); output: logits for {info['classes']} classes"
+        + (f" ({', '.join(map(str, info['class_names']))}; `model.labels(logits)` names the predictions)." if info.get("class_names") else "."),
         "",
         "## Load it",
         "",
