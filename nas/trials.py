@@ -240,8 +240,12 @@ def find_runs(directory: Any) -> list[Any]:
 
 def latest_run(directory: Any = "runs") -> Any:
     """The run under `directory` that changed last (for `nas status` without a RUN)."""
+    from pathlib import Path
+
     from .errors import UsageError
 
+    if not Path(directory).is_dir():
+        raise UsageError(f"no RUN given and no {directory}/ directory here to take the latest run from; name a run: nas status RUN")
     runs = find_runs(directory)
     if not runs:
         raise UsageError(f"no runs in {directory}/; start one with `nas search` or name a run")
