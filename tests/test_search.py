@@ -36,14 +36,14 @@ class CountingTable(TabularEvaluator):
         self.interrupt_at = interrupt_at
         self.fail_keys = fail_keys or set()
 
-    def evaluate(self, space, arch, seed=0, constraints=None, on_epoch=None):  # type: ignore[override]
+    def evaluate(self, space, arch, seed=0, constraints=None, on_epoch=None, **options):  # type: ignore[override]
         if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
             self.interrupt_at = None
             raise KeyboardInterrupt
         self.calls.append(arch.key)
         if arch.key in self.fail_keys:
             return Evaluation("failed", {}, "simulated failure")
-        return super().evaluate(space, arch, seed, constraints)
+        return super().evaluate(space, arch, seed, constraints, **options)
 
 
 def snapshot(run: Path) -> list[tuple]:
