@@ -41,9 +41,7 @@ STOPS_FINISHED = ("budget", "time budget", "failures", "exhausted", "infeasible"
 
 
 class SearchInterrupted(NasError):
-    """Ctrl-C or SIGTERM: the run is saved; the message says how to resume. `signum` is the signal."""
-
-    signum: int = signal.SIGINT
+    """Ctrl-C or SIGTERM: the run is saved; the message says how to resume."""
 
 
 class _Terminated(KeyboardInterrupt):
@@ -294,9 +292,7 @@ class Search:
             executor.cancel_all()
             self._stop_here("terminated" if isinstance(exc, _Terminated) else "interrupted")
             how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
-            stopped = SearchInterrupted(f"{how}; everything finished so far is saved in {self.store.path}. Resume with: nas resume {self.store.path}")
-            stopped.signum = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
-            raise stopped from None
+            raise SearchInterrupted(f"{how}; everything finished so far is saved in {self.store.path}. Resume with: nas resume {self.store.path}") from None
         except BaseException as exc:
             executor.cancel_all()
             self.store.batch = False
@@ -349,7 +345,7 @@ class Search:
 
             try:
                 params = inspect.signature(self.evaluator.evaluate).parameters
-                self._takes_deadline = "deadline" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+                self._takes_deadline = "deadline" in params  # named: a wrapper's **kwargs may not pass it on
             except (TypeError, ValueError, AttributeError):
                 self._takes_deadline = False
         return {"deadline": time.time() + max(0.0, tb - self._elapsed())} if self._takes_deadline else {}
@@ -601,7 +597,7 @@ def search(space: SearchSpace | str, data: str = "digits", *, strategy: str = "a
            run: str | Path | None = None, seed: int = 0, time_budget: float | None = None, device: str = "auto",
            progress: bool = True, evaluator: Any = None, strategy_options: Mapping[str, Any] | None = None,
            keep_weights: str = "all", workers: int = 1, backend: str = "inline", backend_options: Mapping[str, Any] | None = None,
-           log: Callable[[str], None] | None = None, **train: Any) -> SearchResult:
+           **train: Any) -> SearchResult:
     """Run a search and return its result; the run directory keeps everything (see `nas resume`).
 
         result = nas.search("mlp", data="digits", objectives="accuracy,params", budget=30)
@@ -620,5 +616,5 @@ def search(space: SearchSpace | str, data: str = "digits", *, strategy: str = "a
         train=train, latency={k[len("latency_"):]: v for k, v in latency.items()}, keep_weights=keep_weights,
         workers=workers, backend=backend, backend_options=dict(backend_options or {}),
     )
-    with start(config, run, objectives=objs, evaluator=evaluator, progress=progress, log=log) as session:
+    with start(config, run, objectives=objs, evaluator=evaluator, progress=progress) as session:
         return session.run()

@@ -394,5 +394,26 @@ def test_cli_scheduler_flags(tmp_path):
         assert not (tmp_path / "bad" / "run.db").exists()
 
 
+
+def test_a_time_budget_stops_training_at_the_next_epoch_boundary_without_a_scheduler(tmp_path):
+    from nas.evaluators import TrainingEvaluator
+    from nas.runs import SearchConfig, space_config
+    from nas.search import start
+
+    torch.set_num_threads(1)
+    train = {"max_epochs": 500, "patience": None}
+    config = SearchConfig(space=space_config(load_space("mlp")), data="digits", objectives=["accuracy"], strategy="random",
+                          budget=None, time_budget=2.0, seed=0, device="cpu", train=train)
+    session = start(config, tmp_path / "r", evaluator=TrainingEvaluator("digits", device="cpu", **train), progress=False, log=lambda s: None)
+    t0 = time.monotonic()
+    result = session.run()
+    took = time.monotonic() - t0
+    session.store.close()
+    assert result.stopped == "time budget"
+    last = [c for c in result.candidates if c.state == "complete"][-1]
+    assert last.metrics["stop_reason"] == "deadline" and last.metrics["epochs"] < 500
+    assert took < 2.0 + 5 * max(c.metrics["seconds_per_epoch"] for c in result.candidates if c.state == "complete") + 1.0
+
+
 if __name__ == "__main__":
     _worker(*sys.argv[1:5])
