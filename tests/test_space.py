@@ -741,6 +741,8 @@ body:
 train: {epochs: 1}
 """)
     assert space.decision("act").values == ("relu", "silu")
+    assert space.make({"act": "swish"}) == space.make({"act": "silu"}) == space.parse_arch("act=swish")
+    assert dict(space.parse_arch("act=ReLU")) == {"act": "relu"}
     same = space_from_yaml("input: [64]\nbody:\n  - dense: {units: 16, act: {choice: [relu, silu], label: a}}\n  - dense: {units: 8, act: silu, when: {a: silu}}\ntrain: {epochs: 1}\n", "b.yaml")
     archs = space.sample_many(20, seed=0)
     assert {a["act"] for a in archs} == {"relu", "silu"}

@@ -61,6 +61,7 @@ class Decision:
     path: str  # where the space first writes it
     sites: tuple  # tuple[Cond, ...]
     log: bool = False
+    aliases: tuple = ()  # (as written, stored value) pairs of a declared decision whose values were coerced
 
     def describe(self) -> str:
         vals = self.values
@@ -550,7 +551,8 @@ class Compiler:
                     raise self.fail(path, f"condition value {v!r} is not one of the choices of {atom.label!r}: {_fmt(have.values)}")
         order = self.dependency_order()
         return [
-            Decision(label, tuple(p.values), p.kind, p.path, tuple(p.sites), p.log)
+            Decision(label, tuple(p.values), p.kind, p.path, tuple(p.sites), p.log,
+                     tuple((r, c) for r, c in zip(p.raw or (), p.values) if r != c))
             for label in order
             for p in [self.decisions[label]]
         ]

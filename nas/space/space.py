@@ -204,7 +204,9 @@ class SearchSpace:
     def make(self, values: Mapping[str, Any], *, partial: bool = False) -> Architecture:
         """An `Architecture` from label -> value. Unknown labels and values outside a decision's
         choices are errors; values of inactive decisions are dropped; a missing active decision
-        is an error unless `partial` (then it takes its first value)."""
+        is an error unless `partial` (then it takes its first value). A declared decision's
+        value may be given as the space writes it (`swish` for the stored `silu`)."""
+        values = {k: self._stored(k, v) for k, v in values.items()}
         for label, value in values.items():
             d = self._by_label.get(label)
             if d is None:
@@ -227,6 +229,12 @@ class SearchSpace:
         if missing:
             raise InvalidArchitecture(f"missing value for decision(s) {', '.join(missing)}", source=self.source)
         return self._arch(out)
+
+    def _stored(self, label: str, value: Any) -> Any:
+        d = self._by_label.get(label)
+        if d is None or not d.aliases:
+            return value
+        return next((c for r, c in d.aliases if r == value), value)
 
     def _arch(self, values: dict[str, Any]) -> Architecture:
         try:
