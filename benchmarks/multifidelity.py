@@ -1,0 +1,213 @@
+"""Multi-fidelity search at equal wall clock: no scheduler, ASHA, Hyperband, and Optuna's TPE with
+its HyperbandPruner, on the same space, data, builder and trainer, over several seeds.
+
+    python benchmarks/multifidelity.py                          # mlp on digits, 60 s a run, 3 seeds
+    python benchmarks/multifidelity.py --tasks mlp:digits,cnn:mnist5k --seconds 120 --seeds 3
+
+Each run gets the same wall-clock budget (`--seconds`; training stops at the first epoch boundary
+past it, for every method) and one CPU thread. The nas methods run twice: with one objective
+(accuracy, aging evolution) and with two (accuracy and parameters, NSGA-II); Optuna runs with one,
+since it cannot prune several (optuna/optuna#3450). Optuna suggests each active decision of the
+space as a categorical, define-by-run, builds the network with the same builder, trains it with
+the same trainer and reports the validation accuracy after every epoch to the pruner.
+
+Printed per method, as mean +- standard deviation over seeds: candidates trained (started), total
+epochs, the best candidate's validation and test accuracy (best by validation), and the
+hypervolume of the (accuracy, params) front of everything the run trained, on one normalisation
+per task (accuracy error in [0, 1], parameters between the smallest and largest seen in any run of
+the task, reference point 1.1); then the ratios against no scheduler and against Optuna.
+Needs the `bench` extra (pip install 'nas[bench]') for Optuna.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from nas import pareto  # noqa: E402
+from nas.evaluators import TrainingEvaluator  # noqa: E402
+from nas.runs import SearchConfig, space_config  # noqa: E402
+from nas.search import seed_for, start  # noqa: E402
+from nas.space import load_space  # noqa: E402
+
+METHODS = ("none", "asha", "hyperband")
+
+
+def run_nas(space: Any, data: str, evaluator: TrainingEvaluator, scheduler: str, objectives: list[str], seconds: float,
+            seed: int, epochs: int, min_epochs: int, eta: int, folder: Path) -> dict[str, Any]:
+    config = SearchConfig(space=space_config(space), data=data, objectives=objectives, budget=None, time_budget=seconds, seed=seed,
+                          device="cpu", train={"max_epochs": epochs}, scheduler=scheduler,
+                          min_epochs=min_epochs if scheduler != "none" else 1, eta=eta if scheduler != "none" else 3)
+    t0 = time.monotonic()
+    session = start(config, folder / f"{scheduler}-{len(objectives)}-{seed}", evaluator=evaluator, progress=False, log=lambda s: None)
+    try:
+        result = session.run()
+        wall = time.monotonic() - t0
+        trained = [c for c in result.candidates if c.duplicate_of is None and c.state in ("complete", "failed")]
+        done = [c for c in trained if c.state == "complete"]
+        best = max(done, key=lambda c: (c.metrics["val_accuracy"], -c.id)) if done else None
+        test = None
+        if best is not None and session.store.weights_path(best.weights_id).exists():
+            test = evaluator.test(session.space, session.space.make(best.arch), session.store.load_weights(best.weights_id))["test_accuracy"]
+        points = [(c.metrics["val_accuracy"], c.metrics["params"]) for c in done]
+        return {"trained": len(trained), "epochs": sum(int(c.metrics.get("epochs") or 0) for c in trained),
+                "val": best.metrics["val_accuracy"] if best else float("nan"), "test": test, "points": points, "wall": wall}
+    finally:
+        session.store.close()
+
+
+def run_optuna(space: Any, evaluator: TrainingEvaluator, seconds: float, seed: int, epochs: int, min_epochs: int, eta: int) -> dict[str, Any]:
+    import random
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=epochs, reduction_factor=eta))
+    deadline = time.time() + seconds
+    log: list[dict[str, Any]] = []
+
+    def categorical(trial: Any, decision: Any) -> tuple[Any]:
+        values = list(decision.values)
+        if all(v is None or isinstance(v, (bool, int, float, str)) for v in values):
+            return (trial.suggest_categorical(decision.label, values),)
+        return (values[trial.suggest_categorical(decision.label, list(range(len(values))))],)
+
+    def objective(trial: Any) -> float:
+        values = space._complete({}, random.Random(0), fill=lambda d: categorical(trial, d))  # define-by-run: active decisions only
+        arch = space._arch(values)
+        if not arch.valid:
+            return float("nan")  # a failed trial (the space's own search never proposes it)
+        pruned: list[dict[str, Any]] = []
+        seen: list[float] = []
+
+        def on_epoch(record: dict[str, Any]) -> None:
+            seen.append(record["val_accuracy"])
+            trial.report(record["val_accuracy"], record["epoch"])
+            if trial.should_prune():
+                pruned.append(record)
+                raise optuna.TrialPruned()
+
+        ev = evaluator.evaluate(space, arch, seed=seed_for(seed, arch.key), on_epoch=on_epoch, deadline=deadline)
+        entry = {"arch": arch, "state": ev.state, "params": ev.metrics.get("params")}
+        if pruned:
+            entry.update(epochs=pruned[-1]["epoch"], val=max(seen))  # the best epoch so far, as fit reports it
+            log.append(entry)
+            raise optuna.TrialPruned()
+        if not ev.ok:
+            entry.update(epochs=int(ev.metrics.get("epochs") or 0), val=None)
+            log.append(entry)
+            return float("nan")
+        entry.update(epochs=int(ev.metrics["epochs"]), val=float(ev.metrics["val_accuracy"]))
+        log.append(entry)
+        return entry["val"]
+
+    t0 = time.monotonic()
+    while time.time() < deadline:
+        study.optimize(objective, n_trials=1)
+    wall = time.monotonic() - t0
+    done = [e for e in log if e["val"] is not None]
+    best = max(done, key=lambda e: e["val"]) if done else None
+    test = evaluator.test(space, best["arch"], best["state"])["test_accuracy"] if best and best["state"] is not None else None
+    return {"trained": len(log), "epochs": sum(e["epochs"] for e in log), "val": best["val"] if best else float("nan"), "test": test,
+            "points": [(e["val"], e["params"]) for e in done], "wall": wall}
+
+
+def hypervolume(points: list[tuple[float, float]], lo: float, hi: float) -> float:
+    if not points:
+        return 0.0
+    F = np.array([(1.0 - a, p) for a, p in points], dtype=float)
+    return pareto.normalized_hypervolume(F, np.array([0.0, lo]), np.array([1.0, hi]))
+
+
+def spread(values: list[float]) -> str:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return "-"
+    mean = statistics.fmean(vals)
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{mean:.4g} +- {sd:.2g}"
+
+
+def mean(values: list[float]) -> float:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.fmean(vals) if vals else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", default="mlp:digits", help="space:data pairs, comma-separated (default mlp:digits)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="wall-clock budget of each run (default 60)")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=27, help="the maximum epochs of a candidate (default 27: rungs 1, 3, 9, 27)")
+    ap.add_argument("--min-epochs", type=int, default=1)
+    ap.add_argument("--eta", type=int, default=3)
+    ap.add_argument("--no-optuna", action="store_true", help="leave the peer out (when optuna is not installed)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    print(f"# multifidelity: {args.seconds:g} s per run, seeds {args.seeds}, max epochs {args.epochs}, rungs from {args.min_epochs} by eta {args.eta},"
+          f" 1 CPU thread, torch {torch.__version__}", flush=True)
+    for task in args.tasks.split(","):
+        space_name, data = task.split(":")
+        space = load_space(space_name)
+        evaluator = TrainingEvaluator(data, device="cpu", max_epochs=args.epochs)
+        space = evaluator.fit_space(space)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        methods = [(m, ["accuracy"]) for m in METHODS] + [(m, ["accuracy", "params"]) for m in METHODS]
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed in range(args.seeds):
+                for method, objectives in methods:
+                    name = f"{method} ({'acc' if len(objectives) == 1 else 'acc,params'})"
+                    out = run_nas(space, data, evaluator, method, objectives, args.seconds, seed, args.epochs, args.min_epochs, args.eta, Path(tmp))
+                    runs.setdefault(name, []).append(out)
+                    print(f"  {task} seed {seed} {name}: {out['trained']} trained, {out['epochs']} epochs, best val {out['val']:.4f}"
+                          f" test {out['test'] if out['test'] is None else round(out['test'], 4)}, {out['wall']:.1f} s", flush=True)
+                if not args.no_optuna:
+                    out = run_optuna(space, evaluator, args.seconds, seed, args.epochs, args.min_epochs, args.eta)
+                    runs.setdefault("optuna tpe+hyperband (acc)", []).append(out)
+                    print(f"  {task} seed {seed} optuna: {out['trained']} trained, {out['epochs']} epochs, best val {out['val']:.4f}"
+                          f" test {out['test'] if out['test'] is None else round(out['test'], 4)}, {out['wall']:.1f} s", flush=True)
+        params = [p for rs in runs.values() for r in rs for _, p in r["points"]]
+        lo, hi = (min(params), max(params)) if params else (0.0, 1.0)
+        for rs in runs.values():
+            for r in rs:
+                r["hv"] = hypervolume(r["points"], lo, hi)
+        print(f"\n## {task}  (hypervolume of (1 - val accuracy, params), params normalised to [{lo:,.0f}, {hi:,.0f}], reference 1.1)")
+        head = f"{'method':<28} {'trained':>16} {'epochs':>18} {'best val':>18} {'best test':>18} {'hypervolume':>18} {'wall s':>14}"
+        print(head)
+        print("-" * len(head))
+        for name, rs in runs.items():
+            print(f"{name:<28} {spread([r['trained'] for r in rs]):>16} {spread([r['epochs'] for r in rs]):>18} {spread([r['val'] for r in rs]):>18}"
+                  f" {spread([r['test'] for r in rs]):>18} {spread([r['hv'] for r in rs]):>18} {spread([r['wall'] for r in rs]):>14}")
+        print("\nratios (means): candidates trained x, best test accuracy difference in points, hypervolume x")
+        for objectives in ("acc", "acc,params"):
+            base = runs[f"none ({objectives})"]
+            for m in ("asha", "hyperband"):
+                rs = runs[f"{m} ({objectives})"]
+                print(f"  {m} ({objectives}) vs none ({objectives}): trained x{mean([r['trained'] for r in rs]) / mean([r['trained'] for r in base]):.2f},"
+                      f" test {100 * (mean([r['test'] for r in rs]) - mean([r['test'] for r in base])):+.2f} points,"
+                      f" hypervolume x{mean([r['hv'] for r in rs]) / max(mean([r['hv'] for r in base]), 1e-12):.3f}")
+        if "optuna tpe+hyperband (acc)" in runs:
+            peer = runs["optuna tpe+hyperband (acc)"]
+            for m in ("none", "asha", "hyperband"):
+                rs = runs[f"{m} (acc)"]
+                print(f"  {m} (acc) vs optuna: trained x{mean([r['trained'] for r in rs]) / mean([r['trained'] for r in peer]):.2f},"
+                      f" best val {100 * (mean([r['val'] for r in rs]) - mean([r['val'] for r in peer])):+.2f} points,"
+                      f" test {100 * (mean([r['test'] for r in rs]) - mean([r['test'] for r in peer])):+.2f} points,"
+                      f" hypervolume x{mean([r['hv'] for r in rs]) / max(mean([r['hv'] for r in peer]), 1e-12):.3f}")
+        print(flush=True)
+
+
+if __name__ == "__main__":
+    main()
