@@ -10,7 +10,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -25,7 +24,6 @@ from nas.space import (
     InvalidArchitecture,
     SearchSpace,
     ShapeMismatch,
-    load_space,
     shipped_spaces,
 )
 
@@ -285,10 +283,6 @@ def _skeleton(space: SearchSpace) -> tuple[int, int]:
     return count_params(model), count_flops(model, space.input_shape)
 
 
-def _skeleton_params(space: SearchSpace) -> int:
-    return _skeleton(space)[0]
-
-
 def _spec_params(spec, skeleton: int) -> int:
     return skeleton + sum(_cell_params(layer["in"][0], layer["edges"]) for layer in spec["body"] if layer["type"] == "cell")
 
@@ -296,7 +290,7 @@ def _spec_params(spec, skeleton: int) -> int:
 def test_every_nb201_key_builds_one_network_with_one_parameter_count(nb201_specs) -> None:
     table, space, rows = nb201_specs
     assert len(rows) == 15_284
-    skeleton = _skeleton_params(space)
+    skeleton = _skeleton(space)[0]
     by_key: dict[str, set[int]] = {}
     specs: dict[str, str] = {}
     forms = set()
