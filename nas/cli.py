@@ -593,7 +593,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     formats = tuple(f.strip() for f in (args.format or "").split(",") if f.strip())
     done = export(args.run, args.out, pick=args.pick, max_params=args.max_params, max_latency_ms=args.max_latency_ms,
-                  retrain=args.retrain, formats=formats, device=args.device, progress=True, force=args.force)
+                  retrain=args.retrain, formats=formats, device=args.device, progress=True, force=args.force, distill=args.distill)
     m, t, r = done["metrics"], done["test"], done["retrained"]
     print(f"exported candidate {done['candidate']}: {done['summary']}")
     scores = [f"val acc {m['val_accuracy']:.4f}" if "val_accuracy" in m else "", f"test acc {t['test_accuracy']:.4f}" if t.get("test_accuracy") is not None else "",
@@ -765,6 +765,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-params", type=float, help="pick among candidates with at most this many parameters")
     p.add_argument("--max-latency-ms", type=float, help="pick among candidates with at most this latency")
     p.add_argument("--retrain", type=_positive_int, metavar="EPOCHS", help="train the pick afresh on train+validation first and report its test accuracy")
+    p.add_argument("--distill", nargs="?", const="best-accuracy", metavar="TEACHER",
+                   help="with --retrain: by knowledge distillation from TEACHER (a candidate id; default best-accuracy)")
     p.add_argument("--format", help="also write torchscript and/or onnx (comma-separated)")
     p.add_argument("--device", default="auto", help="device for --retrain")
     p.add_argument("--out", required=True, metavar="DIR", help="empty, new, or an earlier export of the same candidate (replaced whole)")

@@ -451,3 +451,19 @@ def describe(cand: Candidate) -> str | None:
 
     walk(comp.net["body"])
     return f"{cand.derivation or 'compressed from #' + str(comp.parent)}; widths {'/'.join(widths)}"
+
+
+def teacher_network(store: RunStore, space: Any, objectives: list[Any], teacher: str, tabular: bool = False) -> tuple[Candidate, Any]:
+    """A distillation teacher from a run (a complete float candidate with weights: an id or
+    best-accuracy) and its network with its trained weights, in eval mode. For `nas export --retrain --distill`."""
+    from .ops import Network
+    from .train import unwrap_state
+
+    cand = _pick(store, objectives, teacher, "--distill")
+    _weights_of(store, cand, tabular, "teacher")
+    comp = compressed(cand)
+    if comp is not None and comp.int8:
+        raise UsageError(f"{store.path}: teacher #{cand.id} is int8; distil from a float candidate (its parent #{comp.parent})")
+    net = Network(candidate_net(space, cand))
+    net.load_state_dict(unwrap_state(store.load_weights(cand.weights_id)))
+    return cand, net.eval()

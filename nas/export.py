@@ -179,7 +179,7 @@ def _write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> No
 
 def export(run: str | Path, out: str | Path, *, pick: str = "near-best", max_params: float | None = None,
            max_latency_ms: float | None = None, retrain: int | None = None, formats: tuple[str, ...] = (),
-           device: str = "auto", progress: bool = True, force: bool = False) -> dict[str, Any]:
+           device: str = "auto", progress: bool = True, force: bool = False, distill: str | None = None) -> dict[str, Any]:
     """Export one candidate of `run` into `out`; returns what was written and the candidate's scores.
 
     Everything is written into a temporary directory beside `out` and renamed to `out` at the
@@ -194,6 +194,8 @@ def export(run: str | Path, out: str | Path, *, pick: str = "near-best", max_par
             raise UsageError(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")
     if retrain is not None and retrain < 1:
         raise UsageError(f"--retrain takes a positive number of epochs, got {retrain}")
+    if distill is not None and retrain is None:
+        raise UsageError("--distill distils while retraining: give --retrain EPOCHS too (or use nas compress --distill)")
     out = Path(out)
     _check_out(out)
     if "onnx" in formats:
@@ -222,6 +224,11 @@ def export(run: str | Path, out: str | Path, *, pick: str = "near-best", max_par
         if comp is not None and retrain is not None:
             raise UsageError(f"{store.path}: candidate {cand.id} is compressed ({cand.derivation}); --retrain trains a space "
                              f"architecture afresh: export it without --retrain, or retrain #{comp.parent}")
+        teacher = None
+        if distill is not None:
+            from .compress import teacher_network
+
+            teacher = teacher_network(store, space, objectives, distill, tabular)  # (candidate, network)
         run_path, metrics, test = str(store.path), dict(cand.metrics), dict(cand.test or {})
         prep = opened.meta("preprocessing")
         seed = seed_for(config.seed, cand.key)
@@ -239,7 +246,7 @@ def export(run: str | Path, out: str | Path, *, pick: str = "near-best", max_par
             prep = dataset.preprocessing(config.data)
     retrained: dict[str, Any] | None = None
     if retrain is not None:
-        weights, retrained = _retrain(space, arch, dataset, config, retrain, device, progress, seed)
+        weights, retrained = _retrain(space, arch, dataset, config, retrain, device, progress, seed, teacher)
     model = build_model(space, arch) if comp is None else comp.network()
     model.load_state_dict(unwrap_state(weights))
     model.eval()
@@ -311,8 +318,9 @@ def export(run: str | Path, out: str | Path, *, pick: str = "near-best", max_par
 
 
 def _retrain(space: SearchSpace, arch: Architecture, dataset: Any, config: Any, epochs: int, device: str,
-             progress: bool, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Train the architecture afresh on train + validation for `epochs`, score it on test."""
+             progress: bool, seed: int, teacher: tuple[Any, Any] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Train the architecture afresh on train + validation for `epochs`, score it on test;
+    with a `teacher` (candidate, network), by knowledge distillation from it."""
     import numpy as np
 
     from .build import build_model
@@ -329,11 +337,14 @@ def _retrain(space: SearchSpace, arch: Architecture, dataset: Any, config: Any, 
     cfg = TrainConfig.for_arch(space.resolve(arch).train, epochs=epochs, patience=None, seed=seed, device=str(data.device),
                                **{k: v for k, v in config.train.items() if k not in ("max_epochs", "patience", "time_limit")})
     log = (lambda r: print(f"  retrain epoch {r['epoch']:>3}  train loss {r['train_loss']:.4f}", flush=True)) if progress else None
-    result = fit(model, data, cfg, on_epoch=log)
+    result = fit(model, data, cfg, on_epoch=log, teacher=teacher[1] if teacher else None)
     loss, acc = evaluate(model, data, "test", cfg)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return state, {"epochs": result.epochs, "test_accuracy": acc, "test_loss": loss, "train_loss": result.train_loss,
-                   "seconds": result.seconds, "on": "train+validation"}
+    out = {"epochs": result.epochs, "test_accuracy": acc, "test_loss": loss, "train_loss": result.train_loss,
+           "seconds": result.seconds, "on": "train+validation"}
+    if teacher is not None:
+        out.update(distilled_from=teacher[0].id, temperature=cfg.distill_temperature, alpha=cfg.distill_alpha)
+    return state, out
 
 
 def _readme(info: Mapping[str, Any], files: list[str]) -> str:

@@ -340,3 +340,16 @@ def test_bad_input_is_one_line_and_records_nothing(run: Path, made: tuple[int, l
         code, _, err = _cli(capsys, "compress", str(run), "--prune", "0.5")
     assert code == 2 and "in use" in err
     assert _count(run) == n
+
+
+def test_export_retrain_with_distillation(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with nas.open_run(run) as opened:
+        best = max((c for c in opened.candidates if c.state == "complete" and c.derived_from is None),
+                   key=lambda c: (c.metrics["val_accuracy"], -c.id))
+    out = tmp_path / "kd"
+    code, _, err = _cli(capsys, "export", str(run), "--pick", str(best.id), "--retrain", "1", "--distill", "--out", str(out))
+    assert code == 0, err
+    retrained = json.loads((out / "arch.json").read_text())["retrained"]
+    assert retrained["distilled_from"] == best.id and retrained["alpha"] == 0.9
+    code, _, err = _cli(capsys, "export", str(run), "--pick", str(best.id), "--distill", "--out", str(tmp_path / "no"))
+    assert code == 2 and "--retrain" in err and not (tmp_path / "no").exists()

@@ -1,0 +1,188 @@
+"""Compression after the search, side by side: float, pruned, distilled, int8, on this CPU.
+
+    python benchmarks/compression.py [--budget 8] [--epochs 4] [--ft-epochs 3] [--seeds 3] [--run-dir DIR]
+
+A cnn search on mnist5k (NSGA-II on accuracy and parameters) and a small resnet search; for the
+cnn's knee and best-accuracy picks and the resnet's best-accuracy pick, `nas.compress` makes:
+pruned 0.3 and 0.5 (+ fine-tune), pruned 0.5 + KD (teacher: the run's best-accuracy candidate),
+int8 of the float pick, int8 of the pruned + KD network. Every variant is recorded in the run
+(as `nas compress` records it). The table's latencies are measured again here, in this one
+process, batch 1 and 1 thread, every variant of a pick alternately 5 times (the lowest median
+of each is kept: other work on the machine only adds time), so the ratios compare like with
+like. Then: KD against no KD for the same pruned student over `--seeds` seeds, and the
+temperature / alpha sweep that chose the defaults (selected on validation accuracy, test
+accuracy printed beside it). Ends with the acceptance checks of issue 14.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import nas  # noqa: E402
+from nas.compress import compress, compressed, int8_path  # noqa: E402
+from nas.measure import hardware_fingerprint, measure_latency  # noqa: E402
+from nas.ops import Network  # noqa: E402
+from nas.quantize import load_int8  # noqa: E402
+from nas.store import RunStore  # noqa: E402
+from nas.textfmt import table  # noqa: E402
+
+
+def _net(store: RunStore, space: object, cand: object) -> torch.nn.Module:
+    comp = compressed(cand)
+    if comp is not None and comp.int8:
+        return load_int8(str(int8_path(store, cand.id)))
+    spec = comp.net if comp is not None else space.resolve(space.make(cand.arch)).net
+    net = Network(spec)
+    net.load_state_dict(store.load_weights(cand.weights_id))
+    return net.eval()
+
+
+def _size(store: RunStore, cand: object) -> int:
+    if "size_bytes" in cand.metrics:
+        return int(cand.metrics["size_bytes"])
+    buf = io.BytesIO()
+    torch.save(store.load_weights(cand.weights_id), buf)
+    return len(buf.getvalue())
+
+
+def _latencies(nets: list[torch.nn.Module], shape: tuple[int, ...], rounds: int = 5) -> list[float]:
+    best = [float("inf")] * len(nets)
+    for _ in range(rounds):
+        for i, net in enumerate(nets):
+            best[i] = min(best[i], measure_latency(net, shape, threads=1, batch_size=1).median_ms)
+    return best
+
+
+def pick_table(run: Path, title: str, float_id: int, variants: list[tuple[str, int]]) -> dict[str, dict[str, float]]:
+    with nas.open_run(run) as opened:
+        store, space = opened.store, opened.space
+        rows_c = [("float", store.candidate(float_id))] + [(name, store.candidate(cid)) for name, cid in variants]
+        nets = [_net(store, space, c) for _, c in rows_c]
+        sizes = [_size(store, c) for _, c in rows_c]
+    lat = _latencies(nets, tuple(space.input_shape))
+    base = rows_c[0][1]
+    b_test, b_params, b_size, b_lat = base.test["test_accuracy"], base.metrics["params"], sizes[0], lat[0]
+    rows, out = [], {}
+    for (name, c), size, ms in zip(rows_c, sizes, lat):
+        t = c.test["test_accuracy"]
+        rows.append([name, f"#{c.id}", f"{c.metrics['val_accuracy']:.4f}", f"{t:.4f}", f"{(t - b_test) * 100:+.2f}",
+                     f"{c.metrics['params']:,}", f"{c.metrics['params'] / b_params:.3f}", f"{size:,}", f"{size / b_size:.3f}",
+                     f"{ms:.3f}", f"{b_lat / ms:.2f}x"])
+        out[name] = {"test": t, "val": c.metrics["val_accuracy"], "params_ratio": c.metrics["params"] / b_params,
+                     "speedup": b_lat / ms, "size_ratio": size / b_size}
+    print(f"\n{title}: #{float_id}  {rows_c[0][1].derivation or ''}")
+    print(table(rows, ["variant", "id", "val acc", "test acc", "d test pt", "params", "x params", "bytes", "x bytes", "lat ms", "speed-up"],
+                "llrrrrrrrrr"))
+    return out
+
+
+def variants(run: Path, pick: int, ft: int, log: object) -> list[tuple[str, int]]:
+    out = []
+    p3 = compress(run, pick=str(pick), prune=0.3, epochs=ft, log=log)[-1]
+    out.append(("pruned 0.3 + FT", p3.id))
+    p5 = compress(run, pick=str(pick), prune=0.5, epochs=ft, log=log)[-1]
+    out.append(("pruned 0.5 + FT", p5.id))
+    kd = compress(run, pick=str(pick), prune=0.5, distill="best-accuracy", epochs=ft, log=log)[-1]
+    out.append(("pruned 0.5 + KD", kd.id))
+    q = compress(run, pick=str(pick), quantize="int8", log=log)[-1]
+    out.append(("int8", q.id))
+    pq = compress(run, pick=str(kd.id), quantize="int8", log=log)[-1]
+    out.append(("pruned 0.5 + KD + int8", pq.id))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=int, default=8, help="cnn search budget (the resnet search gets a quarter, at least 2)")
+    ap.add_argument("--epochs", type=int, default=4, help="training epochs per search candidate")
+    ap.add_argument("--ft-epochs", type=int, default=3, help="fine-tuning epochs after pruning")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds of the KD against no-KD comparison")
+    ap.add_argument("--run-dir", help="where the runs go (default a temporary directory)")
+    ap.add_argument("--quiet", action="store_true", help="do not print each compression step")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    log = None if args.quiet else (lambda s: print("  " + s, flush=True))
+    root = Path(args.run_dir or tempfile.mkdtemp(prefix="nas-compression-"))
+    t0 = time.perf_counter()
+    cpu = hardware_fingerprint("cpu", 1)
+    print(f"torch {torch.__version__}, {cpu['cpu']}, batch 1, 1 thread; runs in {root}", flush=True)
+    cnn_run, res_run = root / "cnn", root / "resnet"
+    if not (cnn_run / "run.db").exists():
+        nas.search("cnn", data="mnist5k", strategy="nsga2", budget=args.budget, objectives="accuracy,params", run=cnn_run,
+                   progress=False, seed=0, max_epochs=args.epochs, strategy_options={"population": 4})
+    if not (res_run / "run.db").exists():
+        nas.search("resnet", data="mnist5k", strategy="random", budget=max(2, args.budget // 4), objectives="accuracy,params",
+                   run=res_run, progress=False, seed=0, max_epochs=args.epochs)
+    print(f"searches done in {time.perf_counter() - t0:.0f} s", flush=True)
+    from nas import objectives as objmod
+
+    with nas.open_run(cnn_run) as r:
+        search_cands = [c for c in r.candidates if c.state == "complete" and c.derived_from is None]
+        knee = objmod.pick(search_cands, r.objectives, "knee")
+        best = objmod.pick(search_cands, r.objectives, "best-accuracy")
+    with nas.open_run(res_run) as r:
+        rbest = objmod.pick([c for c in r.candidates if c.state == "complete" and c.derived_from is None], r.objectives, "best-accuracy")
+    results = {}
+    picks = [("cnn knee", cnn_run, knee.id), ("cnn best-accuracy", cnn_run, best.id), ("resnet best-accuracy", res_run, rbest.id)]
+    seen = set()
+    for title, run, pid in picks:
+        if (run, pid) in seen:
+            print(f"\n{title}: #{pid} is the same candidate as above")
+            continue
+        seen.add((run, pid))
+        print(f"\n{title} #{pid}: compressing", flush=True)
+        results[title] = pick_table(run, title, pid, variants(run, pid, args.ft_epochs, log))
+
+    # KD against no KD: the same pruned student, the same epochs, several seeds
+    print(f"\nKD against no KD: cnn best-accuracy #{best.id} pruned 0.5, {args.ft_epochs} epochs, teacher #{best.id} (best-accuracy)")
+    rows, kd_t, no_t, kd_v, no_v = [], [], [], [], []
+    for seed in range(args.seeds):
+        a = compress(cnn_run, pick=str(best.id), prune=0.5, epochs=args.ft_epochs, seed=seed, log=None)[-1]
+        b = compress(cnn_run, pick=str(best.id), prune=0.5, distill="best-accuracy", epochs=args.ft_epochs, seed=seed, log=None)[-1]
+        no_t.append(a.test["test_accuracy"]); kd_t.append(b.test["test_accuracy"])
+        no_v.append(a.metrics["val_accuracy"]); kd_v.append(b.metrics["val_accuracy"])
+        rows.append([seed, f"{a.metrics['val_accuracy']:.4f}", f"{b.metrics['val_accuracy']:.4f}", f"{no_t[-1]:.4f}", f"{kd_t[-1]:.4f}",
+                     f"{(kd_t[-1] - no_t[-1]) * 100:+.2f}"])
+    rows.append(["mean", f"{statistics.mean(no_v):.4f}", f"{statistics.mean(kd_v):.4f}", f"{statistics.mean(no_t):.4f}",
+                 f"{statistics.mean(kd_t):.4f}", f"{(statistics.mean(kd_t) - statistics.mean(no_t)) * 100:+.2f}"])
+    print(table(rows, ["seed", "val no KD", "val KD", "test no KD", "test KD", "KD - no KD pt"], "rrrrrr"))
+    margin = (statistics.mean(kd_t) - statistics.mean(no_t)) * 100
+
+    # the defaults: temperature and alpha on validation accuracy
+    print(f"\nDistillation settings (same student and teacher, seed 0), chosen on validation accuracy:")
+    rows = []
+    for T, alpha in ((1.0, 0.9), (2.0, 0.9), (4.0, 0.9), (8.0, 0.9), (4.0, 0.5), (4.0, 0.99)):
+        c = compress(cnn_run, pick=str(best.id), prune=0.5, distill="best-accuracy", epochs=args.ft_epochs, temperature=T, alpha=alpha,
+                     seed=0, log=None)[-1]
+        rows.append([f"{T:g}", f"{alpha:g}", f"{c.metrics['val_accuracy']:.4f}", f"{c.test['test_accuracy']:.4f}"])
+    print(table(rows, ["T", "alpha", "val acc", "test acc"], "rrrr"))
+
+    print("\nAcceptance (issue 14):")
+    for title in ("cnn knee", "cnn best-accuracy"):
+        r = results.get(title)
+        if r is None:
+            continue
+        q = r["int8"]
+        drop = (r["float"]["test"] - q["test"]) * 100
+        print(f"  {title}: int8 {q['speedup']:.2f}x faster (>= 1.5: {'yes' if q['speedup'] >= 1.5 else 'NO'}), "
+              f"test accuracy {drop:+.2f} pt lost (<= 0.5: {'yes' if drop <= 0.5 else 'NO'})")
+        k = r["pruned 0.5 + KD"]
+        drop = (r["float"]["test"] - k["test"]) * 100
+        print(f"  {title}: pruned 0.5 + KD: {drop:+.2f} pt lost (<= 1.0: {'yes' if drop <= 1.0 else 'NO'}), "
+              f"params {k['params_ratio']:.3f}x (<= 0.35: {'yes' if k['params_ratio'] <= 0.35 else 'NO'})")
+    print(f"  KD beats no KD over {args.seeds} seeds: {'yes' if margin > 0 else 'NO'} (mean margin {margin:+.2f} pt of test accuracy)")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
