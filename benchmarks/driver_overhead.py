@@ -37,7 +37,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             result = search(space, data="nb201:cifar10", strategy=name, objectives=objectives, budget=args.budget,
-                            run=Path(tmp) / "run", progress=False)
+                            run=Path(tmp) / "run", progress=False, log=lambda line: None)
             seconds = time.perf_counter() - t0
         dups = sum(1 for c in result.candidates if c.source)
         evaluated = len(result.candidates) - dups

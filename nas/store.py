@@ -199,6 +199,7 @@ class RunStore:
         self.batch = False
         self.state_provider: Callable[[], Mapping[str, Any]] | None = None
         self._saved: dict[str, str] = {}
+        self._last_id: int | None = None  # the largest candidate id (the writer's cache; None: ask the database)
         self._closed = False
         if lock is not None:
             self._saved = {name: value for name, value in conn.execute("SELECT name, value FROM state")}
@@ -330,6 +331,7 @@ class RunStore:
     def rollback(self) -> None:
         """Drop what is pending (the run is as of the last commit)."""
         self.conn.rollback()
+        self._last_id = None
         if self._lock is not None:
             self._saved = {name: value for name, value in self.conn.execute("SELECT name, value FROM state")}
 
@@ -369,14 +371,20 @@ class RunStore:
 
     # -- candidates -------------------------------------------------------------------------
     def add(self, key: str, arch: Mapping[str, Any], *, generation: int = 0, parents: Iterable[int] = (),
-            states: Mapping[str, Any] | None = None, derived_from: int | None = None, derivation: str | None = None) -> int:
-        """Record a proposed candidate (queued) and the state after proposing it, atomically."""
+            states: Mapping[str, Any] | None = None, derived_from: int | None = None, derivation: str | None = None,
+            worker: str | None = None) -> int:
+        """Record a proposed candidate and the state after proposing it, atomically: queued, or
+        running on `worker` when it starts at once (one statement instead of add + start)."""
+        now = time.time()
         with self._tx(states):
             cur = self.conn.execute(
-                "INSERT INTO candidates (key, arch, state, generation, parents, derived_from, derivation, created) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (key, _dumps(dict(arch)), generation, _dumps(list(parents)), derived_from, derivation, time.time()),
+                "INSERT INTO candidates (key, arch, state, generation, parents, derived_from, derivation, created, started, worker)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, _dumps(dict(arch)), "queued" if worker is None else "running", generation, _dumps(list(parents)),
+                 derived_from, derivation, now, None if worker is None else now, worker),
             )
-        return int(cur.lastrowid)
+        self._last_id = int(cur.lastrowid)
+        return self._last_id
 
     def add_finished(self, key: str, arch: Mapping[str, Any], state: str, *, generation: int = 0, parents: Iterable[int] = (),
                      metrics: Mapping[str, Any], objectives: Iterable[float] | None, violation: float, error: str | None,
@@ -393,11 +401,14 @@ class RunStore:
                  _dumps(list(objectives)) if objectives is not None else None, float(violation), error, int(duplicate_of),
                  metrics.get("epochs"), metrics.get("seconds"), now, now, now),
             )
-        return int(cur.lastrowid)
+        self._last_id = int(cur.lastrowid)
+        return self._last_id
 
     def next_id(self) -> int:
         """The id the next recorded candidate will get (the store has one writer)."""
-        return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM candidates").fetchone()[0])
+        if self._last_id is None:
+            self._last_id = int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM candidates").fetchone()[0])
+        return self._last_id + 1
 
     def start(self, cid: int, worker: str | None = None) -> None:
         with self._tx():
