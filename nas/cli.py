@@ -391,6 +391,16 @@ def cmd_search(args: argparse.Namespace) -> int:
             if args.strategy != "rl":
                 raise UsageError(f"{flag} applies only to --strategy rl")
             options[name] = getattr(args, name)
+    if args.predictor is not None:
+        options["predictor"] = args.predictor
+    elif args.strategy in ("evolution", "nsga2", "random"):
+        options["predictor"] = "none"  # wrapped all the same: proposals of networks already seen are redrawn
+    if args.warm_start is not None:
+        options["warm_start"] = args.warm_start
+    if args.warm_start_pool is not None:
+        if args.warm_start is None:
+            raise UsageError("--warm-start-pool applies only with --warm-start PROXY")
+        options["warm_start_pool"] = args.warm_start_pool
     for item in args.strategy_option or ():
         key, sep, value = item.partition("=")
         if not sep:
@@ -688,12 +698,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="download a torchvision dataset that is not there yet")
     p.add_argument("--objectives", default="accuracy,params", help="comma-separated: accuracy, params, flops, latency (default accuracy,params)")
     p.add_argument("--constraint", action="append", metavar="EXPR", help="e.g. params<=200000, flops<=5e6, latency<=2ms (repeatable)")
-    p.add_argument("--strategy", default="auto", help="auto (evolution for one objective, nsga2 for more), random, evolution, nsga2, rl")
+    p.add_argument("--strategy", default="auto", help="auto (evolution for one objective, nsga2 for more, with --predictor ensemble), random, evolution, nsga2, rl")
     p.add_argument("--population", type=_positive_int, help="population size of evolution / nsga2")
     p.add_argument("--sample", type=_positive_int, help="tournament sample size of evolution")
     p.add_argument("--reward", choices=("accuracy", "mnas"), help="rl: reward accuracy (default) or MnasNet's accuracy * (cost / target) ** w")
     p.add_argument("--target-latency-ms", type=_positive_number, metavar="MS", help="rl --reward mnas: latency target (needs the latency objective)")
     p.add_argument("--target-params", type=_positive_number, metavar="N", help="rl --reward mnas: parameter-count target (needs the params objective)")
+    p.add_argument("--predictor", choices=("ensemble", "none"), help="evolution, nsga2, random: train the best of many proposals by an ensemble's prediction (auto: ensemble)")
+    p.add_argument("--warm-start", choices=("synflow", "naswot", "grad_norm", "snip", "jacob_cov"), metavar="PROXY",
+                   help="first proposals: the best of --warm-start-pool samples by a zero-cost proxy (synflow, naswot, grad_norm, snip, jacob_cov)")
+    p.add_argument("--warm-start-pool", type=_positive_int, metavar="N", help="architectures scored for --warm-start (default 100)")
     p.add_argument("--strategy-option", action="append", metavar="KEY=VALUE", help="any other strategy option (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run", help="run directory (default runs/<space>-<data>-<time>)")

@@ -1,0 +1,424 @@
+"""Predictor-guided proposals and zero-cost warm starts, around any base strategy.
+
+    make_strategy("evolution", space, seed=0, predictor="ensemble")          # nas.strategies
+    make_strategy("nsga2", space, 2, warm_start="synflow", warm_start_pool=200)
+
+`Guided` wraps a base strategy (evolution, nsga2, random; rl for warm starts only) and changes
+only which of its proposals reach the driver:
+
+- Warm start (`warm_start=PROXY`, `warm_start_pool=N`): on the first ask, N architectures are
+  sampled and scored by the zero-cost proxy (`nas.proxies`, no training); the best
+  `warm_start_seeds` of them (default: the base's population, else 10) are the first
+  proposals, standing in for the base's initial random ones. Their scores are kept in the
+  strategy state (never recomputed on resume) and recorded with the candidates
+  (`proposal_info`, merged into the metrics by the driver).
+- Predictor (`predictor=ensemble`): once `init` results are in, each ask builds a pool: `pool`
+  proposals drawn from the base (mutants for evolution, offspring for nsga2, samples for
+  random), every one-decision change of the `local` best results (the whole non-dominated set,
+  at most 20, for several objectives: local search around the incumbents, as in White et al.
+  2021's local search and BANANAS's mutation of the best), and `random_pool` uniform samples.
+  Networks already evaluated or in flight are dropped, and the ensemble of `nas.predictor`,
+  refitted on every completed candidate, scores the rest. One objective: the largest
+  optimistic prediction, `-(mean - kappa * spread)` of the minimised value. Several: the largest
+  hypervolume improvement of the optimistic predicted vector over the evaluated front, with the
+  cheap objectives exact (parameters and FLOPs counted from the built network, everything the
+  table has on an `nb201:*` run); when no candidate improves the front, the one closest to it.
+- Without the predictor the base's proposals pass, except that a proposal whose network was
+  already evaluated or is in flight is drawn again, up to `retries` times, so a converged
+  population wastes at most that many draws per trained network.
+
+Draws the base makes for the pool but that are not chosen leave no trace in it: its ask counter
+is put back, and NSGA-II forgets the genomes it kept for them. Everything the wrapper needs to carry on -- the base's
+state, the evaluated candidates the predictor learns from, the warm-start seeds -- is in
+`state_dict()`; the predictor's randomness derives from the seed and the number of results, so
+a resumed run refits the same models.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .. import pareto
+from ..errors import UsageError
+from ..predictor import Encoder, Ensemble
+from ..space import Architecture
+from .base import Option, Proposal, Result, Strategy, arch_token, standing
+
+PREDICTORS = ("none", "ensemble")
+GUIDABLE = ("evolution", "nsga2", "random")  # strategies the predictor and the retries apply to
+CHEAP = {"params": "params", "flops": "flops", "latency": "latency_ms"}  # objective -> metric
+MAX_FRONT_NEIGHBOURHOODS = 20
+MAX_NEIGHBOURS = 120  # per incumbent, a random subset when the space offers more
+
+
+class Guided(Strategy):
+    name = "guided"
+    OPTIONS = {
+        "pool": Option(10, int, lambda v: v >= 1, "an integer >= 1", "predictor: base proposals drawn per step"),
+        "random_pool": Option(20, int, lambda v: v >= 0, "an integer >= 0", "predictor: uniform samples added per step"),
+        "local": Option(3, int, lambda v: v >= 0, "an integer >= 0", "predictor: best results whose one-change neighbours join the pool"),
+        "kappa": Option(1.0, float, lambda v: v >= 0, "a number >= 0", "predictor: acquisition mean + kappa * spread"),
+        "init": Option(10, int, lambda v: v >= 2, "an integer >= 2", "predictor: results before it is used"),
+        "members": Option(5, int, lambda v: v >= 2, "an integer >= 2", "predictor: ensemble members"),
+        "retries": Option(20, int, lambda v: v >= 0, "an integer >= 0", "redraws of a proposal whose network was already evaluated"),
+        "warm_start_pool": Option(100, int, lambda v: v >= 1, "an integer >= 1", "warm start: architectures scored by the proxy"),
+        "warm_start_seeds": Option(None, int, lambda v: v >= 1, "an integer >= 1", "warm start: best ones proposed first (default: the population)", optional=True),
+    }
+
+    def __init__(self, base: Strategy, *, predictor: str = "none", warm_start: str | None = None, **options: Any) -> None:
+        if predictor not in PREDICTORS:
+            raise UsageError(f"unknown predictor {predictor!r}; use one of {', '.join(PREDICTORS)}")
+        if predictor != "none" and base.name not in GUIDABLE:
+            raise UsageError(f"the predictor guides {', '.join(GUIDABLE)}; strategy {base.name!r} takes warm starts only")
+        if warm_start is not None:
+            from ..proxies import check_proxy
+
+            check_proxy(warm_start)
+        super().__init__(base.space, base.n_objectives, base.seed, objectives=base.objective_names, **options)
+        self.base = base
+        self.name = base.name  # the state says which strategy it is; options say it is guided
+        self.predictor = predictor
+        self.warm_start = warm_start
+        self.options = {**base.options, **self.options, "predictor": predictor, "warm_start": warm_start}
+        self.rng = random.Random(f"guided:{base.seed}")  # not the base's stream
+        self._history: list[Result] = []  # first result of every distinct key, in order told
+        self._evaluated: set[str] = set()
+        self._pending: dict[str, list[Architecture]] = {}  # asked, not yet told
+        self._seeds: list[tuple[Architecture, float]] = []
+        self._warm_done = warm_start is None
+        self._batch_note = ""
+        self._info: dict[str, dict[str, Any]] = {}
+        self._cheap: dict[int, Any] = {}  # objective index -> arch -> value
+        self._dataset: Any = None
+        self._encoder = Encoder(self.space)
+        self._models: dict[tuple[int, int], Ensemble] = {}
+        self._neighbours: dict[tuple[Any, ...], list[Architecture]] = {}
+        self._sizes = self.space.genome_sizes()
+        self._cheap_values: dict[tuple[int, tuple[Any, ...]], float] = {}
+
+    # -- the driver's hooks ---------------------------------------------------------------------
+    def bind_evaluator(self, evaluator: Any) -> None:
+        """Learn what can be known without training: on the NB201 table its parameters, FLOPs and
+        latency; when training, parameters and FLOPs of the built network; and the data that
+        data-needing proxies take a batch of."""
+        from ..tabular import TabularEvaluator
+
+        self._dataset = getattr(evaluator, "dataset", None)
+        for k, name in enumerate(self.objective_names):
+            metric = CHEAP.get(name)
+            if metric is None:
+                continue
+            if isinstance(evaluator, TabularEvaluator):
+                self._cheap[k] = lambda arch, m=metric, ev=evaluator: float(ev.evaluate(self.space, arch).metrics[m])
+            elif metric in ("params", "flops"):
+                self._cheap[k] = lambda arch, m=metric: float(_counted(self.space, arch)[m])
+
+    def proposal_info(self, arch: Architecture) -> dict[str, Any]:
+        """What the driver records with this candidate's metrics (its proxy score, for a seed)."""
+        return dict(self._info.get(arch.key, {}))
+
+    @property
+    def members(self) -> tuple[Result, ...]:
+        return self.base.members  # type: ignore[attr-defined,no-any-return]
+
+    def __getattr__(self, name: str) -> Any:  # the base's own attributes (n_selections, ...)
+        if name == "base" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    # -- ask ------------------------------------------------------------------------------------
+    def _seen(self, key: str) -> bool:
+        return key in self._evaluated or key in self._pending
+
+    def ask(self) -> Proposal:
+        self.n_asked += 1
+        if not self._warm_done:
+            self._warm()
+        while self._seeds:
+            arch, value = self._seeds.pop(0)
+            if self._seen(arch.key):
+                continue
+            self.base.n_asked += 1  # a seed stands in for one of the base's first proposals
+            self._info[arch.key] = {f"proxy_{self.warm_start}": value if math.isfinite(value) else None, "proxy_batch": self._batch_note}
+            return self._out(Proposal(arch))
+        if self.predictor == "ensemble" and len(self._rows()) >= self.options["init"]:
+            return self._out(self._guided())
+        if self.base.name not in GUIDABLE:
+            return self._out(self.base.ask())
+        return self._out(self._fresh())
+
+    def _out(self, p: Proposal) -> Proposal:
+        self._pending.setdefault(p.arch.key, []).append(p.arch)
+        return p
+
+    def _warm(self) -> None:
+        from ..proxies import ProxyScorer, rank_key
+
+        assert self.warm_start is not None
+        scorer = ProxyScorer(self.space, self.warm_start, dataset=self._dataset, seed=self.seed)
+        self._batch_note = scorer.batch_note
+        pool: dict[str, Architecture] = {}
+        for _ in range(self.options["warm_start_pool"]):
+            arch = self.space.sample(self.rng)
+            pool.setdefault(arch.key, arch)
+        scored = sorted(((scorer(a), i, a) for i, a in enumerate(pool.values())), key=lambda t: (-rank_key(t[0]), t[1]))
+        n = self.options["warm_start_seeds"] or int(self.base.options.get("population", 10))
+        self._seeds = [(a, s if math.isfinite(s) else -math.inf) for s, _, a in scored[:n]]
+        self._warm_done = True
+
+    def _draw(self, n: int) -> list[Proposal]:
+        """`n` proposals of the base (give back the ones not used with `_forget`)."""
+        asked = self.base.n_asked
+        out = [self.base.ask() for _ in range(n)]
+        self.base.n_asked = asked + 1
+        return out
+
+    def _forget(self, drawn: Sequence[Proposal], kept: Proposal | None) -> None:
+        """Undo what the base remembered of the proposals it made that were not used: NSGA-II
+        keeps each proposal's genome until its result comes back (evolution and random keep
+        nothing)."""
+        pending = getattr(self.base, "_pending", None)
+        if not isinstance(pending, dict):
+            return
+        skip = kept is not None
+        for p in reversed(drawn):
+            if skip and p is kept:
+                skip = False
+                continue
+            token = arch_token(p.arch)
+            genomes = pending.get(token)
+            if genomes:
+                genomes.pop()
+                if not genomes:
+                    del pending[token]
+
+    def _fresh(self) -> Proposal:
+        """The base's proposal, redrawn (up to `retries` times) while its network was seen."""
+        asked = self.base.n_asked
+        drawn = [self.base.ask()]
+        for _ in range(self.options["retries"]):
+            if not self._seen(drawn[-1].arch.key):
+                break
+            drawn.append(self.base.ask())
+        self.base.n_asked = asked + 1
+        self._forget(drawn, drawn[-1])
+        return drawn[-1]
+
+    def _sample(self) -> Architecture:
+        """A uniform sample (as `space.sample`: every active decision uniform, invalid ones
+        redrawn), through a genome so that architectures already built are reused."""
+        for _ in range(1000):
+            arch = self._decode(tuple(self.rng.randrange(n) for n in self._sizes))
+            if arch.valid:
+                return arch
+        return self.space.sample(self.rng)
+
+    def _guided(self) -> Proposal:
+        drawn = self._draw(self.options["pool"])
+        pool: dict[str, Proposal] = {}
+        for p in drawn:
+            if not self._seen(p.arch.key):
+                pool.setdefault(p.arch.key, p)
+        for r in self._incumbents():
+            for n in self._neighbourhood(r.arch):
+                if not self._seen(n.key):
+                    pool.setdefault(n.key, Proposal(n, r.generation + 1, (r.id,)))
+        for _ in range(self.options["random_pool"]):
+            a = self._sample()
+            if not self._seen(a.key):
+                pool.setdefault(a.key, Proposal(a))
+        if not pool:
+            self._forget(drawn, drawn[0])
+            return drawn[0]  # every network in reach was seen: the driver answers from the store
+        cands = list(pool.values())
+        chosen = cands[self._acquire([p.arch for p in cands])]
+        self._forget(drawn, chosen)
+        return chosen
+
+    def _incumbents(self) -> list[Result]:
+        rows = [r for r in self._history if not r.failed]
+        if self.n_objectives == 1:
+            return sorted(rows, key=standing)[: self.options["local"]]
+        feas = [r for r in rows if r.feasible]
+        if not feas:
+            return sorted(rows, key=lambda r: r.violation)[: self.options["local"]]
+        F = np.array([r.values for r in feas])
+        front = [r for r, m in zip(feas, pareto.pareto_mask(F)) if m]
+        if len(front) > MAX_FRONT_NEIGHBOURHOODS:
+            front = self.rng.sample(front, MAX_FRONT_NEIGHBOURHOODS)
+        return front
+
+    def _neighbourhood(self, arch: Architecture) -> list[Architecture]:
+        """Every valid architecture one active decision away (newly active decisions at their first value)."""
+        memo = tuple(arch.items())  # by values: twins (one key) differ in dead edges, so in neighbours
+        out = self._neighbours.get(memo)
+        if out is None:
+            out = []
+            keys = {arch.key}
+            genome = list(self.space.encode(arch))
+            for i, label in enumerate(self.space.labels):
+                if label not in arch:
+                    continue
+                for g in range(self._sizes[i]):
+                    if g == genome[i]:
+                        continue
+                    n = self._decode(tuple(genome[:i] + [g] + genome[i + 1:]))
+                    if n.valid and n.key not in keys:
+                        keys.add(n.key)
+                        out.append(n)
+            self._neighbours[memo] = out
+        if len(out) > MAX_NEIGHBOURS:
+            return self.rng.sample(out, MAX_NEIGHBOURS)
+        return out
+
+    def _decode(self, genome: tuple[int, ...]) -> Architecture:
+        """`space.decode`, remembered per space and genome (shared by all strategies of a process)."""
+        built = _BUILT.setdefault(self.space.fingerprint, {})
+        arch = built.get(genome)
+        if arch is None:
+            arch = self.space.decode(genome)
+            if len(built) < 200_000:
+                built[genome] = arch
+        return arch
+
+    # -- the predictor --------------------------------------------------------------------------
+    def _rows(self) -> list[Result]:
+        return [r for r in self._history if not r.failed]
+
+    def _model(self, k: int, rows: Sequence[Result]) -> Ensemble:
+        key = (k, len(rows))
+        model = self._models.get(key)
+        if model is None:
+            X = self._encoder.matrix([r.arch for r in rows])
+            y = np.array([r.values[k] for r in rows])  # type: ignore[index]
+            seed = (self.seed * 1_000_003 + len(rows) * 101 + k) % 2**32
+            model = Ensemble(members=self.options["members"], seed=seed).fit(X, y)
+            self._models = {kk: m for kk, m in self._models.items() if kk[1] == len(rows)}
+            self._models[key] = model
+        return model
+
+    def _cheap_value(self, k: int, arch: Architecture) -> float:
+        memo = (k, tuple(arch.items()))  # by values: twins may differ in parameters (dead edges are built)
+        v = self._cheap_values.get(memo)
+        if v is None:
+            v = self._cheap_values[memo] = self._cheap[k](arch)
+        return v
+
+    def _acquire(self, archs: list[Architecture]) -> int:
+        from threadpoolctl import threadpool_limits
+
+        rows = self._rows()
+        with threadpool_limits(1):
+            X = self._encoder.matrix(archs)
+            cols = []
+            for k in range(self.n_objectives):
+                if k in self._cheap:
+                    cols.append(np.array([self._cheap_value(k, a) for a in archs]))
+                else:
+                    mean, spread = self._model(k, rows).predict(X)
+                    cols.append(mean - self.options["kappa"] * spread)  # optimistic: all minimised
+        P = np.stack(cols, axis=1)
+        if self.n_objectives == 1:
+            return int(np.argmin(P[:, 0]))
+        feas = [r for r in rows if r.feasible]
+        if not feas:
+            return int(np.argmin(P[:, 0]))
+        F = np.array([r.values for r in feas], dtype=float)
+        F = F[pareto.pareto_mask(F)]
+        both = np.vstack([F, P])
+        lower, upper = both.min(axis=0), both.max(axis=0)
+        span = np.where(upper > lower, upper - lower, 1.0)
+        Fn, Pn = (F - lower) / span, (P - lower) / span
+        ref = np.full(self.n_objectives, 1.1)
+        # only a candidate that no front point weakly dominates can add hypervolume
+        dominated = (Fn[None, :, :] <= Pn[:, None, :]).all(axis=2).any(axis=1)
+        if not dominated.all() and self.n_objectives <= 3:
+            base = pareto.hypervolume(Fn, ref)
+            gains = np.full(len(P), -1.0)
+            for i in np.flatnonzero(~dominated):
+                gains[i] = pareto.hypervolume(np.vstack([Fn, Pn[i]]), ref) - base
+            return int(np.argmax(gains))
+        # all dominated: the one that needs the least improvement to reach the front
+        gap = np.max(Pn[:, None, :] - Fn[None, :, :], axis=2).min(axis=1)
+        return int(np.argmin(gap))
+
+    # -- tell -----------------------------------------------------------------------------------
+    def tell(self, result: Result) -> None:
+        self._check(result)
+        self.n_told += 1
+        self.base.tell(result)
+        key = result.arch.key
+        waiting = self._pending.get(key)
+        if waiting:
+            waiting.pop(0)
+            if not waiting:
+                del self._pending[key]
+        self._info.pop(key, None)
+        if key not in self._evaluated:
+            self._evaluated.add(key)
+            self._history.append(result)
+
+    # -- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        enc = self.space.encode
+
+        def res(r: Result) -> list[Any]:
+            return [list(enc(r.arch)), None if r.values is None else list(r.values), r.violation, r.id, r.generation]
+
+        return {
+            **super().state_dict(),
+            "base": self.base.state_dict(),
+            "history": [res(r) for r in self._history],
+            "pending": [list(enc(a)) for archs in self._pending.values() for a in archs],
+            "seeds": [[list(enc(a)), s if math.isfinite(s) else None] for a, s in self._seeds],
+            "warm_done": self._warm_done,
+            "batch_note": self._batch_note,
+            "info": self._info,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.base.load_state_dict(state["base"])
+        dec = self.space.decode
+        self._history = []
+        for genome, values, violation, rid, gen in state["history"]:
+            vals = None if values is None else tuple(float(v) for v in values)
+            self._history.append(Result(int(rid), dec(genome), vals, float(violation), int(gen)))
+        self._evaluated = {r.arch.key for r in self._history}
+        self._pending = {}
+        for genome in state["pending"]:
+            a = dec(genome)
+            self._pending.setdefault(a.key, []).append(a)
+        self._seeds = [(dec(g), -math.inf if s is None else float(s)) for g, s in state["seeds"]]
+        self._warm_done = bool(state["warm_done"])
+        self._batch_note = str(state["batch_note"])
+        self._info = {k: dict(v) for k, v in state["info"].items()}
+        self._models = {}
+
+
+_COUNTS: dict[tuple[Any, ...], dict[str, int]] = {}
+_BUILT: dict[str, dict[tuple[int, ...], Architecture]] = {}
+
+
+def _counted(space: Any, arch: Architecture) -> dict[str, int]:
+    """Parameters and FLOPs of the built network (once per architecture)."""
+    memo = (space.fingerprint, tuple(arch.items()))
+    hit = _COUNTS.get(memo)
+    if hit is None:
+        from ..build import build_model
+        from ..measure import count_flops, count_params
+
+        model = build_model(space, arch)
+        hit = {"params": count_params(model), "flops": count_flops(model, space.input_shape)}
+        _COUNTS[memo] = hit
+    return hit
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the wrapper's options, the base's) of a strategy's options."""
+    mine = {k: v for k, v in options.items() if k in Guided.OPTIONS or k in ("predictor", "warm_start")}
+    return mine, {k: v for k, v in options.items() if k not in mine}
