@@ -415,5 +415,19 @@ def test_a_time_budget_stops_training_at_the_next_epoch_boundary_without_a_sched
     assert took < 2.0 + 5 * max(c.metrics["seconds_per_epoch"] for c in result.candidates if c.state == "complete") + 1.0
 
 
+
+def test_the_python_api_takes_a_scheduler(tmp_path):
+    from nas.schedulers import read_rungs
+    from nas.search import search  # (nas.search is the module once another test imported it)
+    from nas.store import RunStore
+
+    result = search("nb201", data="nb201:cifar10", objectives="accuracy", scheduler="hyperband", eta=3, budget=15,
+                        run=tmp_path / "r", progress=False)
+    assert result.stopped == "budget"
+    with RunStore.open(result.run) as store:
+        rows = read_rungs(store)
+    assert len({r.cid for r in rows if r.rung == 0}) == 15 and {r.bracket for r in rows} == {0, 1}
+
+
 if __name__ == "__main__":
     _worker(*sys.argv[1:5])
