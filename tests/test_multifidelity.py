@@ -429,5 +429,28 @@ def test_the_python_api_takes_a_scheduler(tmp_path):
     assert len({r.cid for r in rows if r.rung == 0}) == 15 and {r.bracket for r in rows} == {0, 1}
 
 
+
+@pytest.mark.slow
+def test_parallel_workers_run_rungs_as_jobs(tmp_path):
+    from nas.runs import SearchConfig, space_config
+    from nas.schedulers import read_rungs
+    from nas.search import start
+
+    config = SearchConfig(space=space_config(load_space("nb201")), data="nb201:cifar10", objectives=["accuracy", "params"],
+                          budget=24, seed=3, scheduler="asha", workers=2, backend="process", backend_options={"share": "process"})
+    session = start(config, tmp_path / "r", progress=False, log=lambda s: None)
+    try:
+        result = session.run()
+        rows = read_rungs(session.store)
+    finally:
+        session.store.close()
+    assert result.stopped == "budget" and len({r.cid for r in rows if r.rung == 0}) == 24
+    assert all(r.state == "complete" for r in rows) and any(r.rung == 1 for r in rows)
+    assert len({(r.cid, r.rung) for r in rows}) == len(rows)  # no candidate promoted twice
+    for r in rows:
+        if r.rung == 1:
+            assert r.metrics["epochs"] == 200 and (r.cid, 0) in {(x.cid, x.rung) for x in rows}
+
+
 if __name__ == "__main__":
     _worker(*sys.argv[1:5])
