@@ -452,5 +452,36 @@ def test_parallel_workers_run_rungs_as_jobs(tmp_path):
             assert r.metrics["epochs"] == 200 and (r.cid, 0) in {(x.cid, x.rung) for x in rows}
 
 
+
+def test_a_rung_the_time_budget_stops_is_paused_and_resumed(tmp_path):
+    from nas.evaluators import TrainingEvaluator
+    from nas.runs import SearchConfig, space_config
+    from nas.schedulers import checkpoint_path, read_rungs
+    from nas.search import resume, start
+
+    torch.set_num_threads(1)
+    train = {"max_epochs": 400, "patience": None}
+    log = tmp_path / "log"
+    config = SearchConfig(space=space_config(load_space("mlp")), data="digits", objectives=["accuracy"], strategy="random",
+                          budget=2, time_budget=1.5, seed=0, device="cpu", train=train, scheduler="asha", min_epochs=400, eta=3)
+    make = lambda: _logged(TrainingEvaluator, str(log), 0.0)("digits", device="cpu", **train)  # noqa: E731
+    session = start(config, tmp_path / "r", evaluator=make(), progress=False, log=lambda s: None)
+    assert session.run().stopped == "time budget"
+    rows = read_rungs(session.store)
+    session.store.close()
+    assert [r.state for r in rows] == ["paused"] and 0 < rows[0].metrics["epochs"] < 400
+    assert checkpoint_path(tmp_path / "r", rows[0].cid, 0, partial=True).exists()
+    paused_at = rows[0].metrics["epochs"]
+    from nas.store import RunStore
+
+    with RunStore.open(tmp_path / "r") as store:
+        spent = float(store.meta("elapsed"))
+    session = resume(tmp_path / "r", time_budget=spent + 1.5, evaluator=make(), progress=False, log=lambda s: None)
+    session.run()
+    session.store.close()
+    starts = [int(line.split()[3]) for line in log.read_text().splitlines()]
+    assert starts[:2] == [0, paused_at]  # the second session carried on where the first paused
+
+
 if __name__ == "__main__":
     _worker(*sys.argv[1:5])
