@@ -3,6 +3,7 @@ its HyperbandPruner, on the same space, data, builder and trainer, over several 
 
     python benchmarks/multifidelity.py                          # mlp on digits, 60 s a run, 3 seeds
     python benchmarks/multifidelity.py --tasks mlp:digits,cnn:mnist5k --seconds 120 --seeds 3
+    python benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 20 --seeds 2   # the GPU check, under 5 min
 
 Each run gets the same wall-clock budget (`--seconds`; training stops at the first epoch boundary
 past it, for every method) and one CPU thread. The nas methods run twice: with one objective
@@ -45,9 +46,9 @@ METHODS = ("none", "asha", "hyperband")
 
 
 def run_nas(space: Any, data: str, evaluator: TrainingEvaluator, scheduler: str, objectives: list[str], seconds: float,
-            seed: int, epochs: int, min_epochs: int, eta: int, folder: Path) -> dict[str, Any]:
+            seed: int, epochs: int, min_epochs: int, eta: int, folder: Path, device: str = "cpu") -> dict[str, Any]:
     config = SearchConfig(space=space_config(space), data=data, objectives=objectives, budget=None, time_budget=seconds, seed=seed,
-                          device="cpu", train={"max_epochs": epochs}, scheduler=scheduler,
+                          device=device, train={"max_epochs": epochs}, scheduler=scheduler,
                           min_epochs=min_epochs if scheduler != "none" else 1, eta=eta if scheduler != "none" else 3)
     t0 = time.monotonic()
     session = start(config, folder / f"{scheduler}-{len(objectives)}-{seed}", evaluator=evaluator, progress=False, log=lambda s: None)
@@ -154,14 +155,16 @@ def main() -> None:
     ap.add_argument("--min-epochs", type=int, default=1)
     ap.add_argument("--eta", type=int, default=3)
     ap.add_argument("--no-optuna", action="store_true", help="leave the peer out (when optuna is not installed)")
+    ap.add_argument("--device", default="cpu", help="training device: cpu (default) or cuda")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"# multifidelity: {args.seconds:g} s per run, seeds {args.seeds}, max epochs {args.epochs}, rungs from {args.min_epochs} by eta {args.eta},"
-          f" 1 CPU thread, torch {torch.__version__}", flush=True)
+          f" device {args.device} (1 CPU thread), torch {torch.__version__}"
+          + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""), flush=True)
     for task in args.tasks.split(","):
         space_name, data = task.split(":")
         space = load_space(space_name)
-        evaluator = TrainingEvaluator(data, device="cpu", max_epochs=args.epochs)
+        evaluator = TrainingEvaluator(data, device=args.device, max_epochs=args.epochs)
         space = evaluator.fit_space(space)
         runs: dict[str, list[dict[str, Any]]] = {}
         methods = [(m, ["accuracy"]) for m in METHODS] + [(m, ["accuracy", "params"]) for m in METHODS]
@@ -169,7 +172,7 @@ def main() -> None:
             for seed in range(args.seeds):
                 for method, objectives in methods:
                     name = f"{method} ({'acc' if len(objectives) == 1 else 'acc,params'})"
-                    out = run_nas(space, data, evaluator, method, objectives, args.seconds, seed, args.epochs, args.min_epochs, args.eta, Path(tmp))
+                    out = run_nas(space, data, evaluator, method, objectives, args.seconds, seed, args.epochs, args.min_epochs, args.eta, Path(tmp), args.device)
                     runs.setdefault(name, []).append(out)
                     print(f"  {task} seed {seed} {name}: {out['trained']} trained, {out['epochs']} epochs, best val {out['val']:.4f}"
                           f" test {out['test'] if out['test'] is None else round(out['test'], 4)}, {out['wall']:.1f} s", flush=True)
