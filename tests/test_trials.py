@@ -147,7 +147,7 @@ def test_training_run_keeps_every_epoch(tmp_path: Path) -> None:
     assert heard and all(n >= 1 for n in heard)
 
 
-def test_epochs_reach_the_driver_from_worker_processes() -> None:
+def test_inline_executor_passes_epochs_only_to_evaluators_that_take_them() -> None:
     from nas.evaluators import Evaluation
     from nas.executors import InlineExecutor, takes_epochs
 
@@ -201,3 +201,18 @@ def test_runs_tells_running_from_stopped(tmp_path: Path) -> None:
     # nas status with no RUN shows the latest run (the killed one changed last)
     out = subprocess.run([sys.executable, "-m", "nas.cli", "status"], capture_output=True, text=True, env=python_env(), cwd=tmp_path, timeout=60)
     assert out.returncode == 0 and "live" in out.stdout, out.stderr
+
+
+@pytest.mark.slow
+def test_worker_processes_report_each_epoch_as_it_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    heard, replaced = [], []
+    real = RunStore.record_epoch
+    monkeypatch.setattr(RunStore, "record_epoch", lambda self, cid, rec: (heard.append((cid, rec["epoch"])), real(self, cid, rec))[1])
+    monkeypatch.setattr(RunStore, "set_curve", lambda self, cid, hist: replaced.append(cid))
+    result = nas.search("mlp", data="digits", budget=2, objectives="accuracy", run=tmp_path / "r", progress=False, max_epochs=2,
+                        backend="process", workers=1)
+    with RunStore.open(result.run) as store:
+        for c in store.candidates():
+            assert [r["epoch"] for r in store.curve(c.id)] == [1, 2]
+            assert [e for cid, e in heard if cid == c.id] == [1, 2]
+    assert replaced == []  # every epoch came over the pipe while it ran: nothing to fill in at the end
