@@ -502,6 +502,7 @@ class ScheduledSearch:
         s._elapsed0 = float(store.meta("elapsed", 0.0))
         stop = "budget"
         failures_in_row = 0
+        last_error: str | None = None
         summary_every = max(5, int(s.strategy.options.get("population", 10)))
         # rungs that were running or paused when the last session stopped: run again first
         again = sorted((r for r in self.rows.values() if r.state in ("running", "paused")), key=lambda r: (r.started or 0, r.cid))
@@ -551,11 +552,12 @@ class ScheduledSearch:
                     self._finish(cand, arch, row, ev)
                     s._maybe_commit(force=s._slow or ev.state is not None or ev.checkpoint is not None)
                     failures_in_row = failures_in_row + 1 if ev.status == "failed" else 0
+                    last_error = ev.error if ev.status == "failed" else last_error
                     if row.rung == 0 and row.state != "paused":
                         s._advance(ev, cand, summary_every)
                 if failures_in_row >= cfg.max_failures:
                     stop = "failures"
-                    s.log(f"stopping: {failures_in_row} evaluations failed in a row (last: {store.candidates(['failed'])[-1].error})")
+                    s.log(f"stopping: {failures_in_row} evaluations failed in a row (last: {last_error})")
                     executor.cancel_all()
                     inflight.clear()  # their rows stay running: evaluated again on resume
                     break

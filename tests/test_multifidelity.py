@@ -483,5 +483,22 @@ def test_a_rung_the_time_budget_stops_is_paused_and_resumed(tmp_path):
     assert starts[:2] == [0, paused_at]  # the second session carried on where the first paused
 
 
+
+def test_failures_in_a_row_stop_a_scheduled_search(tmp_path):
+    from nas.evaluators import Evaluation
+
+    session, table = _table_search(tmp_path, budget=30, max_failures=3)
+
+    def broken(space, arch, seed=0, constraints=None, on_epoch=None, **rung):
+        return Evaluation("failed", {}, "simulated failure")
+
+    session.evaluator.evaluate = broken
+    logged: list[str] = []
+    session.log = logged.append
+    result = session.run()
+    session.store.close()
+    assert result.stopped == "failures" and "simulated failure" in logged[-1]
+
+
 if __name__ == "__main__":
     _worker(*sys.argv[1:5])
