@@ -156,6 +156,8 @@ def main() -> None:
     ap.add_argument("--eta", type=int, default=3)
     ap.add_argument("--no-optuna", action="store_true", help="leave the peer out (when optuna is not installed)")
     ap.add_argument("--device", default="cpu", help="training device: cpu (default) or cuda")
+    ap.add_argument("--modes", default="both", choices=("one", "two", "both"),
+                    help="the nas methods with one objective (accuracy), two (accuracy, params) or both (default)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"# multifidelity: {args.seconds:g} s per run, seeds {args.seeds}, max epochs {args.epochs}, rungs from {args.min_epochs} by eta {args.eta},"
@@ -167,7 +169,8 @@ def main() -> None:
         evaluator = TrainingEvaluator(data, device=args.device, max_epochs=args.epochs)
         space = evaluator.fit_space(space)
         runs: dict[str, list[dict[str, Any]]] = {}
-        methods = [(m, ["accuracy"]) for m in METHODS] + [(m, ["accuracy", "params"]) for m in METHODS]
+        methods = ([(m, ["accuracy"]) for m in METHODS] if args.modes != "two" else []) + \
+            ([(m, ["accuracy", "params"]) for m in METHODS] if args.modes != "one" else [])
         with tempfile.TemporaryDirectory() as tmp:
             for seed in range(args.seeds):
                 for method, objectives in methods:
@@ -194,14 +197,14 @@ def main() -> None:
             print(f"{name:<28} {spread([r['trained'] for r in rs]):>16} {spread([r['epochs'] for r in rs]):>18} {spread([r['val'] for r in rs]):>18}"
                   f" {spread([r['test'] for r in rs]):>18} {spread([r['hv'] for r in rs]):>18} {spread([r['wall'] for r in rs]):>14}")
         print("\nratios (means): candidates trained x, best test accuracy difference in points, hypervolume x")
-        for objectives in ("acc", "acc,params"):
+        for objectives in [o for o in ("acc", "acc,params") if f"none ({o})" in runs]:
             base = runs[f"none ({objectives})"]
             for m in ("asha", "hyperband"):
                 rs = runs[f"{m} ({objectives})"]
                 print(f"  {m} ({objectives}) vs none ({objectives}): trained x{mean([r['trained'] for r in rs]) / mean([r['trained'] for r in base]):.2f},"
                       f" test {100 * (mean([r['test'] for r in rs]) - mean([r['test'] for r in base])):+.2f} points,"
                       f" hypervolume x{mean([r['hv'] for r in rs]) / max(mean([r['hv'] for r in base]), 1e-12):.3f}")
-        if "optuna tpe+hyperband (acc)" in runs:
+        if "optuna tpe+hyperband (acc)" in runs and "none (acc)" in runs:
             peer = runs["optuna tpe+hyperband (acc)"]
             for m in ("none", "asha", "hyperband"):
                 rs = runs[f"{m} (acc)"]
