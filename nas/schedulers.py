@@ -256,21 +256,6 @@ def next_promotion(rows: Sequence[RungRow], ladders: Sequence[Sequence[int]], et
     return None if best is None else best[1]
 
 
-def parse_scheduler(name: str) -> str:
-    if name not in SCHEDULERS:
-        raise UsageError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}")
-    return name
-
-
-def rung_results(rows: Sequence[RungRow]) -> Mapping[tuple[int, int], list[RungResult]]:
-    """(bracket, rung) -> the results recorded there."""
-    out: dict[tuple[int, int], list[RungResult]] = {}
-    for row in rows:
-        if row.result is not None:
-            out.setdefault((row.bracket, row.rung), []).append(row.result)
-    return out
-
-
 # -- the rung rows of a run -------------------------------------------------------------------
 # One row per (candidate, rung): what the scheduler decides from. A row is written `running` when
 # the rung starts (a promotion is that row), and finished with its metrics when the rung ends;
