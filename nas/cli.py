@@ -127,9 +127,21 @@ def cmd_spaces_show(args: argparse.Namespace) -> int:
     print()
     rows = [[d.label, d.kind, len(d.values), d.describe(), _condition_text(d)] for d in space.decisions]
     text = table(rows, ["decision", "kind", "n", "values", "active when"], "llrll", width=None)
-    if max(len(line) for line in text.splitlines()) > width:  # too wide: each condition under its values, wrapped
-        rows = [[r[0], r[1], r[2], r[3] + (f"\nwhen: {r[4]}" if r[4] else "")] for r in rows]
-        text = table(rows, ["decision", "kind", "n", "values (when: the decision is active only then)"], "llrl", flex=3, width=width, overflow="wrap")
+    if max(len(line) for line in text.splitlines()) > width:  # too wide: each condition on lines of its own under its row
+        lines = table([r[:4] for r in rows], ["decision", "kind", "n", "values"], "llrl", flex=3, width=width, overflow="wrap").splitlines()
+        out, k = lines[:2], 2
+        for r in rows:
+            height = max(1, r[3].count("\n") + 1)
+            while k < len(lines) and (height > 0):
+                out.append(lines[k])
+                k += 1
+                height -= 1
+            while k < len(lines) and lines[k].startswith(" "):  # the values column's own continuation lines
+                out.append(lines[k])
+                k += 1
+            if r[4]:
+                out.append(wrap(f"    when: {r[4]}", width, indent="          "))
+        text = "\n".join(out)
     print(text)
     print("\nlayers (searched fields in {braces}; a layer with when: exists only when that holds)")
     for line in _layer_lines(space._c.body):

@@ -461,7 +461,7 @@ class Runs:
         elif not self.found:
             raise RunError(f"{self.target}: no runs in it (a run is a directory with a run.db)")
         else:
-            self.get(self.latest())
+            self.get(None)  # the latest run that can be read; RunError when none can
 
     def scan(self) -> dict[str, Path]:
         with self.lock:
@@ -471,15 +471,29 @@ class Runs:
                 self.found = {p.name: p for p in sorted(self.target.iterdir()) if p.is_dir() and (p / "run.db").exists()}
             return dict(self.found)
 
-    def latest(self) -> str:
-        return max(self.found, key=lambda n: (self.found[n] / "run.db").stat().st_mtime)
+    def newest_first(self) -> list[str]:
+        def changed(n: str) -> float:
+            try:
+                return max((self.found[n] / f).stat().st_mtime for f in ("run.db", "run.db-wal") if (self.found[n] / f).exists())
+            except (OSError, ValueError):
+                return 0.0
+
+        return sorted(self.found, key=changed, reverse=True)
 
     def get(self, name: str | None) -> RunView:
+        """The run called `name` (KeyError if the dashboard does not serve one by that name); None:
+        the run, or the latest one that can be read."""
         with self.lock:
-            if not name:
-                name = next(iter(self.found)) if self.single else None
+            if not name and self.single:
+                name = next(iter(self.found))
         if not name:
-            name = self.latest()
+            last: RunError | None = None
+            for candidate in self.newest_first():
+                try:
+                    return self.get(candidate)
+                except RunError as exc:  # unreadable (e.g. of a newer nas): the next newest
+                    last = exc
+            raise last or RunError(f"{self.target}: no runs in it")
         with self.lock:
             if name not in self.found:
                 raise KeyError(name)

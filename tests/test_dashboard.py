@@ -141,13 +141,18 @@ def test_directory_of_runs(table_run: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
     shutil.copytree(table_run, runs / "a")
+    shutil.copytree(table_run, runs / "z-newer")  # changed last, but written by a newer nas: the page opens "a"
+    with sqlite3.connect(runs / "z-newer" / "run.db") as db:
+        db.execute("UPDATE meta SET value='99' WHERE key='format_version'")
     srv = make_server(runs, port=0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         addr = srv.server_address[:2]
         listing = get(addr, "/api/runs")
-        assert not listing["single"] and [r["name"] for r in listing["runs"]] == ["a"]
-        assert get(addr, "/api/summary?run=a")["run"] == "a"
+        assert not listing["single"] and [r["name"] for r in listing["runs"]] == ["a", "z-newer"]
+        assert listing["runs"][1]["state"] == "unreadable" and "newer" in listing["runs"][1]["error"]
+        assert get(addr, "/api/summary?run=a")["run"] == "a" and get(addr, "/api/summary")["run"] == "a"
+        assert raw(addr, "/api/summary?run=z-newer")[0] == 503
         assert raw(addr, "/api/summary?run=b")[0] == 404
     finally:
         srv.shutdown()

@@ -216,3 +216,25 @@ def test_worker_processes_report_each_epoch_as_it_ends(tmp_path: Path, monkeypat
             assert [r["epoch"] for r in store.curve(c.id)] == [1, 2]
             assert [e for cid, e in heard if cid == c.id] == [1, 2]
     assert replaced == []  # every epoch came over the pipe while it ran: nothing to fill in at the end
+
+
+def test_spaces_show_wraps_and_shows_when() -> None:
+    out = cli("spaces", "show", "cnn")  # COLUMNS=100
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert max(len(x) for x in lines) <= 100
+    assert any("when:" in x for x in lines) and "layers" in out.stdout and "- conv" in out.stdout
+
+
+def test_spaces_sample_is_readable_and_json_is_raw() -> None:
+    out = cli("spaces", "sample", "mlp", "--n", "2")
+    assert out.returncode == 0 and "dense" in out.stdout and "body[0]" not in out.stdout and '"' not in out.stdout
+    raw = json.loads(cli("spaces", "sample", "mlp", "--n", "2", "--json").stdout)
+    assert len(raw) == 2 and "body[0].repeat.times" in raw[0]["arch"] and raw[0]["summary"]
+
+
+def test_train_prints_the_summary_not_the_decisions() -> None:
+    out = cli("train", "mlp", "--arch", "random:1", "--epochs", "1")
+    assert out.returncode == 0, out.stderr
+    arch_line = next(x for x in out.stdout.splitlines() if x.startswith("arch"))
+    assert "dense" in arch_line and "body[0]" not in arch_line and len(arch_line) < 300

@@ -442,7 +442,7 @@ async function init() {
   if (!runs.single && runs.runs.length) {
     sel.hidden = false;
     sel.innerHTML = runs.runs.map((r) => `<option value="${esc(r.name)}">${esc(r.name)} (${esc(r.state)})</option>`).join("");
-    const latest = runs.runs.filter((r) => r.changed != null).sort((a, b) => b.changed - a.changed)[0];
+    const latest = runs.runs.filter((r) => r.changed != null && r.state !== "unreadable").sort((a, b) => b.changed - a.changed)[0];
     S.run = params.get("run") || (latest ? latest.name : runs.runs[0].name);
     sel.value = S.run;
     sel.onchange = () => { location.search = "?run=" + encodeURIComponent(sel.value); };
