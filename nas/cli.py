@@ -324,13 +324,15 @@ def front_table(store: Any, space: Any, objectives: list[Any], limit: int | None
         try:
             from .compress import describe
 
-            arch_text = describe(c) or space.summary(space.make(c.arch))
+            from .textfmt import summary_notes
+
+            arch_text = describe(c) or summary_notes(space, c.arch, space.summary(space.make(c.arch)))
         except NasError:
             arch_text = json.dumps(c.arch)
         rows.append(["*" if chosen is not None and c.id == chosen.id else "", c.id, f"{m.get('val_accuracy', float('nan')):.4f}", f"{test:.4f}" if test is not None else "-",
                      f"{m['params']:,}" if "params" in m else "-", human(m.get("flops")),
                      f"{m['latency_ms']:.3f}" if m.get("latency_ms") is not None else "-", m.get("epochs", "-"),
-                     arch_text if len(arch_text) <= 90 else arch_text[:87] + "..."])
+                     arch_text])  # the table cuts it to the terminal's width
     note = f"\n* the pick `nas export` takes by default ({objmod.DEFAULT_PICK}): {objmod.PICK_RULES[objmod.DEFAULT_PICK]}" if chosen is not None else ""
     return table(rows, ["pick", "id", "val acc", "test acc", "params", "flops", "lat ms", "epochs", "architecture"], "lrrrrrrrl") + note
 
