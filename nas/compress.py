@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import UsageError
-from .quantize import QUANTIZE
 from .store import Candidate, RunError, RunStore
 
 DEFAULT_EPOCHS = 5
+QUANTIZE = ("int8",)  # torch loads only when a step runs: status and report stay fast
 
 
 @dataclass(frozen=True)

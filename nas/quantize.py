@@ -30,9 +30,6 @@ from torch import nn
 
 from .errors import UsageError
 
-QUANTIZE = ("int8",)
-
-
 def engine() -> str:
     """The quantised CPU engine: x86 (fbgemm + oneDNN) where torch has it, else qnnpack (ARM)."""
     engines = torch.backends.quantized.supported_engines

@@ -374,8 +374,10 @@ def _value(obj: Objective, v: float) -> str:
 
 
 def _arch_text(space: Any, c: Any) -> str:
+    from .compress import describe  # a compressed candidate: what was done, its widths
+
     try:
-        return space.summary(space.make(c.arch))
+        return describe(c) or space.summary(space.make(c.arch))
     except (NasError, KeyError, TypeError, ValueError):
         return json.dumps(c.arch, separators=(",", ":"), default=str)
 
