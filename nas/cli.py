@@ -516,7 +516,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "running": [{"id": c.id, "worker": c.worker, "since": c.started} for c in running] if writer.alive else [],
                 "to_evaluate_again": [c.id for c in running] if not writer.alive else [],
                 "front": [{"id": c.id, "key": c.key, "objectives": dict(zip(config.objectives, c.objectives or ())), "metrics": c.metrics,
-                           "test": c.test, "arch": c.arch} for c in front],
+                           "test": c.test, "arch": c.arch, "derived_from": c.derived_from, "derivation": c.derivation} for c in front],
             }, indent=2, default=str))
             return 0
         print(f"run        {store.path}")

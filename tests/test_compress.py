@@ -226,6 +226,10 @@ def test_compress_records_each_step_and_joins_the_front(run: Path, made: tuple[i
     assert (pruned.id in front_ids) == (not dominated(pruned))
     code, out, _ = _cli(capsys, "status", str(run))
     assert code == 0 and (f"pruned 0.5 of #{best.id}" in out or pruned.id not in front_ids)
+    code, out, _ = _cli(capsys, "status", str(run), "--json")
+    shown = {f["id"]: f for f in json.loads(out)["front"]}
+    assert all(shown[c.id]["derivation"] == c.derivation and shown[c.id]["derived_from"] == c.derived_from
+               for c in (pruned, q) if c.id in shown)
     # the same command again: every step is found done, nothing is recorded twice
     before = _count(run)
     code, out, _ = _cli(capsys, "compress", str(run), "--pick", "best-accuracy", "--prune", "0.5", "--distill",
