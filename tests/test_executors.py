@@ -203,7 +203,9 @@ def test_parallel_run_killed_then_resumed_evaluates_what_was_in_flight(tmp_path:
     assert running and all(re.fullmatch(WORKER, c.worker) for c in running)
     status = subprocess.run([sys.executable, "-m", "nas.cli", "status", str(run)], capture_output=True, text=True, timeout=60,
                             env=python_env())
-    assert f"running    #{running[0].id} on {running[0].worker}" in status.stdout, status.stdout
+    # the driver is dead: status says so, where each candidate was running, and how to resume
+    assert f"was running #{running[0].id} on {running[0].worker} when the search stopped" in status.stdout, status.stdout
+    assert f"resume with: nas resume {run}" in status.stdout
     # the driver's workers do not outlive it
     pids = {int(re.search(r"pid (\d+)", c.worker).group(1)) for c in running}  # type: ignore[union-attr]
     deadline = time.time() + 20
