@@ -119,7 +119,7 @@ def main() -> int:
             get(base, path)
         json.loads(get(base, "/api/runs"))
         summary = json.loads(get(base, "/api/summary"))
-        points = json.loads(get(base, "/api/points?after=0"))["points"]
+        points = json.loads(get(base, "/api/points?after=0"))["cols"]["id"]
         paint = time.perf_counter() - t
         print(f"first paint {paint:6.2f} s   ({summary['total']:,} candidates, {len(points):,} points, front {summary['front_size']})  target < 2 s")
 

@@ -49,6 +49,7 @@ TABLE_COLUMNS = ("id", "state", "val_accuracy", "test_accuracy", "params", "flop
                  "worker", "source", "summary", "error")
 MAX_PAGE = 500
 PARALLEL_LINES = 1500
+POINT_BLOCK = 1024
 
 
 def _finite(v: Any) -> Any:
@@ -87,7 +88,7 @@ class RunView:
         self.pending: set[int] = set()
         self.done: list[int] = []  # ids in the order they were seen finished
         self.points: list[list[Any]] = []  # the plot data of each, same order
-        self._points_json: tuple[int, str] | None = None
+        self._blocks: list[list[str]] = []  # column JSON of each whole block of points
         self.children: dict[int, list[int]] = {}
         self.workers: dict[str, int] = {}
         self.front: list[Any] = []
@@ -162,6 +163,8 @@ class RunView:
                     self.rows[cid]["test_accuracy"] = (c.test or {}).get("test_accuracy")
             if finished:
                 self._grow_front(finished)
+                if len(finished) >= POINT_BLOCK:  # a large run read at start: its page load is ready at once
+                    self._block(len(self.points) // POINT_BLOCK - 1)
             self.changes += 1
             self._sorted.clear()
 
@@ -236,16 +239,44 @@ class RunView:
             "objectives": [_finite(r[f"obj_{o.name}"]) for o in self.objectives]}
 
     def points_after(self, after: int) -> str:
+        """Finished candidates after the first `after`, as columns (flat lists decode fast):
+        id, state (0 complete, 1 failed, 2 infeasible), feasible, dup, one list per objective
+        (o0, o1, ...), acc (validation accuracy), start, end (seconds after t0), worker (index)."""
         self.refresh()
         with self.lock:
-            after = max(0, min(after, len(self.points)))
-            if after == 0:  # a page load: the same text for every page opened until something finishes
-                if self._points_json is None or self._points_json[0] != len(self.points):
-                    self._points_json = (len(self.points), _dumps(self.points))
-                body = self._points_json[1]
-            else:
-                body = _dumps(self.points[after:])
-            return '{"start":' + str(after) + ',"points":' + body + "}"
+            n = len(self.points)
+            after = max(0, min(after, n))
+            parts: list[list[str]] = []  # per piece: the inner JSON of each column
+            first_full = -(-after // POINT_BLOCK)  # the first whole block at or after `after`
+            if after % POINT_BLOCK:
+                parts.append(self._columns_json(self.points[after:min(n, first_full * POINT_BLOCK)]))
+            full = n // POINT_BLOCK
+            parts += [self._block(k) for k in range(first_full, full)]
+            if full >= first_full and full * POINT_BLOCK < n:
+                parts.append(self._columns_json(self.points[full * POINT_BLOCK:]))
+            names = self._point_columns()
+            cols = ",".join(f'"{name}":[' + ",".join(p[j] for p in parts if p[j]) + "]" for j, name in enumerate(names))
+            return '{"start":' + str(after) + ',"n":' + str(n - after) + ',"cols":{' + cols + "}}"
+
+    def _point_columns(self) -> list[str]:
+        return ["id", "state", "feasible", "dup", *(f"o{i}" for i in range(len(self.objectives))), "acc", "start", "end", "worker"]
+
+    def _columns_json(self, points: Sequence[list[Any]]) -> list[str]:
+        m = len(self.objectives)
+        cols: list[list[Any]] = [[] for _ in range(8 + m)]
+        for p in points:
+            cols[0].append(p[0]); cols[1].append(p[1]); cols[2].append(p[2]); cols[3].append(p[3])  # noqa: E702
+            for i in range(m):
+                cols[4 + i].append(p[4][i])
+            cols[4 + m].append(p[5]); cols[5 + m].append(p[6]); cols[6 + m].append(p[7]); cols[7 + m].append(p[8])  # noqa: E702
+        return [_dumps(c)[1:-1] for c in cols]
+
+    def _block(self, k: int) -> list[str]:
+        """The column JSON of points k*POINT_BLOCK ... (k+1)*POINT_BLOCK - 1, made once: finished points never change."""
+        while len(self._blocks) <= k:
+            i = len(self._blocks)
+            self._blocks.append(self._columns_json(self.points[i * POINT_BLOCK:(i + 1) * POINT_BLOCK]))
+        return self._blocks[k]
 
     def trials_page(self, page: int, size: int, sort: str | None, state: str | None, q: str | None) -> dict[str, Any]:
         self.refresh()
@@ -282,9 +313,15 @@ class RunView:
             ids = [i for i in ids if self.rows[i]["state"] in wanted or ("duplicate" in wanted and self.rows[i]["duplicate_of"] is not None)]
         if q:
             needle = q.lower()
-            ids = [i for i in ids if needle in self._search_text(self.rows[i]) or needle in self.cands[i].state or needle == str(i)
-                   or (self.cands[i].worker is not None and needle in self.cands[i].worker.lower())
-                   or (self.cands[i].error is not None and needle in self.cands[i].error.lower())]
+            hit = {i for i, text in self._text.items() if needle in text}  # decisions and key
+            states = {st for st in STATE_CODE if needle in st}
+            workers = {w for w in self.workers if needle in w.lower()}
+            if states or workers:
+                hit.update(i for i, c in self.cands.items() if c.state in states or c.worker in workers)
+            hit.update(i for i, c in self.cands.items() if c.error is not None and needle in c.error.lower())
+            if needle.isdigit():
+                hit.add(int(needle))
+            ids = [i for i in ids if i in hit]
         if not sort:
             return ids
         desc = sort.startswith("-")

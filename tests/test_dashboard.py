@@ -72,9 +72,10 @@ def test_api_serves_the_run(server: tuple[str, int], table_run: Path) -> None:
     assert s["total"] == len(cands) and s["state"] == "finished" and {f["id"] for f in s["front"]} == front
     assert s["pick"] in front
     pts = get(server, "/api/points?after=0")
-    assert pts["start"] == 0 and len(pts["points"]) == len(cands)
+    assert pts["start"] == 0 and pts["n"] == len(cands) and pts["cols"]["id"] == [c.id for c in cands]
     tail = get(server, f"/api/points?after={len(cands) - 3}")
-    assert [p[0] for p in tail["points"]] == [p[0] for p in pts["points"][-3:]]
+    assert tail["cols"]["id"] == pts["cols"]["id"][-3:]
+    assert pts["cols"]["o0"] == pytest.approx([c.objectives[0] for c in cands], abs=1e-6)
     page = get(server, "/api/trials?page=1&size=7&sort=-obj_accuracy")
     assert page["total"] == len(cands) and len(page["rows"]) == 7 and page["page"] == 1
     everything = sorted((c.objectives[0] for c in cands), reverse=True)
@@ -243,3 +244,21 @@ def test_browser_follows_a_live_search(tmp_path: Path) -> None:
             srv.shutdown()
             srv.server_close()
             srv.runs.close()
+
+
+def test_points_after_any_offset(table_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nas.dashboard as dash
+
+    monkeypatch.setattr(dash, "POINT_BLOCK", 4)  # blocks of 4: every way an offset falls against them
+    view = dash.RunView(table_run, "nb")
+    try:
+        everything = json.loads(view.points_after(0))
+        assert everything["cols"]["id"] == [c.id for c in view.store.candidates()]
+        n = everything["n"]
+        assert all(len(col) == n for col in everything["cols"].values()) and {"o0", "o1", "acc", "start", "worker"} <= set(everything["cols"])
+        for after in range(n + 2):
+            got = json.loads(view.points_after(after))
+            assert got["start"] == min(after, n) and got["n"] == max(0, n - after)
+            assert got["cols"] == {k: v[after:] for k, v in everything["cols"].items()}
+    finally:
+        view.close()

@@ -51,6 +51,17 @@ async function api(path, params) {
 // -- points: [id, state, feasible, duplicate, [objectives], val_accuracy, started, finished, worker]
 const P = { id: 0, state: 1, feasible: 2, dup: 3, obj: 4, acc: 5, start: 6, end: 7, worker: 8 };
 
+// the server sends columns (flat lists parse fast); the plots read rows
+function fromColumns(got, m) {
+  const c = got.cols, out = new Array(got.n);
+  for (let i = 0; i < got.n; i++) {
+    const o = new Array(m);
+    for (let j = 0; j < m; j++) o[j] = c["o" + j][i];
+    out[i] = [c.id[i], c.state[i], c.feasible[i], c.dup[i], o, c.acc[i], c.start[i], c.end[i], c.worker[i]];
+  }
+  return out;
+}
+
 // -- polling ------------------------------------------------------------------------------------------
 async function tick() {
   if (S.busy) return;
@@ -59,8 +70,9 @@ async function tick() {
     const sum = await api("summary");
     S.summary = sum;
     const got = await api("points", { after: S.points.length });
-    if (got.start === S.points.length) for (const p of got.points) S.points.push(p);
-    else { S.points = got.points; }
+    const rows = fromColumns(got, sum.objectives.length);
+    if (got.start === S.points.length) for (const p of rows) S.points.push(p);
+    else { S.points = rows; }
     renderHeader();
     if (S.view === "overview") await renderOverview();
     else if (S.view === "trials" && sum.total !== S.lastTotal) await loadTable();
