@@ -665,6 +665,7 @@ def make_server(target: str | Path, host: str = "127.0.0.1", port: int = 8080, q
 
 
 def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8080, log: Any = print) -> None:
+    log(f"reading {target} ...")  # a run of 100,000 candidates takes a few seconds
     server = make_server(target, host, port)
     where = f"http://{host if ':' not in host else '[' + host + ']'}:{server.server_address[1]}/"
     log(f"dashboard of {target} at {where} (read-only; Ctrl-C stops it)")
