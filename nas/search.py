@@ -34,14 +34,16 @@ from .space import Architecture, SearchSpace, SpaceError
 from .runs import (KEEP_WEIGHTS, RUN_VERSION, Run, SearchConfig, function_objectives, make_evaluator,  # noqa: F401 (names kept importable here)
                    objectives_from_meta, objectives_meta, seed_for, space_config)
 from .store import Candidate, RunError, RunStore
-from .strategies import Result, Strategy, default_strategy, make_strategy
+from .strategies import Result, Strategy, make_strategy
 
-COMMIT_INTERVAL = 0.1  # seconds: the most fast evaluations a crash can lose (see the module's docstring)
+COMMIT_INTERVAL = 0.25  # seconds: the most fast evaluations a crash can lose (see the module's docstring)
 STOPS_FINISHED = ("budget", "time budget", "failures", "exhausted", "infeasible")  # a session that ended by itself
 
 
 class SearchInterrupted(NasError):
-    """Ctrl-C or SIGTERM: the run is saved; the message says how to resume."""
+    """Ctrl-C or SIGTERM: the run is saved; the message says how to resume. `signum` is the signal."""
+
+    signum: int = signal.SIGINT
 
 
 class _Terminated(KeyboardInterrupt):
@@ -78,12 +80,15 @@ class Search:
         self.evaluator = evaluator if evaluator is not None else make_evaluator(config)
         self.space = fit_space(space, self.evaluator)
         self.constraints = {**self.space.constraints, **config.constraints}
-        name = config.strategy if config.strategy != "auto" else default_strategy(len(self.objectives))
+        name = config.strategy  # make_strategy resolves "auto" (strategy and predictor)
         self.strategy: Strategy = make_strategy(name, self.space, len(self.objectives), config.seed,
                                                 objectives=[o.name for o in self.objectives], **config.strategy_options)
         saved = store.state("strategy")
         if saved is not None:
             self.strategy.load_state_dict(saved)
+        bind = getattr(self.strategy, "bind_evaluator", None)  # guided strategies: cheap objectives, proxy data
+        if bind is not None:
+            bind(self.evaluator)
         # every commit writes the strategy's state with the rows it goes with (when it changed)
         store.state_provider = lambda: {"strategy": self.strategy.state_dict()}
         self.progress = progress
@@ -106,6 +111,7 @@ class Search:
                 self._first.setdefault(c.key, c)
             self._update_front(c)
         self._trained = sum(1 for c in self._first.values() if c.state != "infeasible")
+        self._tally = {k: v for k, v in store.counts().items() if k in ("failed", "infeasible", "duplicates")}
         self.scheduled: Any = None  # epochs per candidate by rungs (--scheduler asha|hyperband; nas.schedulers)
         if getattr(config, "scheduler", "none") != "none":
             from .schedulers import ScheduledSearch
@@ -170,10 +176,14 @@ class Search:
         self.strategy.tell(result)
         got = self.store.add_finished(arch.key, dict(arch), twin.state, generation=generation, parents=parents, metrics=twin.metrics,
                                       objectives=values, violation=violation, error=twin.error, duplicate_of=twin.id)
+        self._count(twin.state, duplicate=True)
         assert got == cid, "the driver is the run's only writer"
 
     def _record(self, cand: Candidate, arch: Architecture, ev: Evaluation, duplicate_of: int | None = None) -> bool:
         """Tell the strategy and record the outcome; True when weights were written (the caller commits at once)."""
+        info = getattr(self.strategy, "proposal_info", None)  # e.g. a warm start's proxy score
+        if info is not None and duplicate_of is None:
+            ev.metrics.update(info(arch))
         result, values, violation = self._result(cand.id, arch, ev, cand.generation, cand.parents)
         self.strategy.tell(result)
         state = ev.status if ev.status in ("complete", "failed", "infeasible") else "failed"
@@ -182,6 +192,7 @@ class Search:
             self.store.set_curve(cand.id, ev.history)
         self.store.finish(cand.id, state, metrics=ev.metrics, objectives=values, violation=violation, error=ev.error,
                           duplicate_of=duplicate_of, weights=ev.state if keep else None)
+        self._count(state, duplicate=duplicate_of is not None)
         cand.state, cand.metrics, cand.error, cand.duplicate_of, cand.violation = state, dict(ev.metrics), ev.error, duplicate_of, violation
         cand.objectives = values
         if duplicate_of is None and cand.key not in self._first:
@@ -189,6 +200,11 @@ class Search:
             self._trained += state != "infeasible"
         self._update_front(cand)
         return keep
+
+    def _count(self, state: str, duplicate: bool) -> None:
+        if state in self._tally:
+            self._tally[state] += 1
+        self._tally["duplicates"] += duplicate
 
     def record_epoch(self, cid: int, record: Mapping[str, Any]) -> None:
         """An epoch a candidate finished (heard from the executor): kept in the store for readers
@@ -230,6 +246,7 @@ class Search:
                     if self._out_of_time():
                         stop = "time budget"
                         break
+                    started_now = False  # recorded as running on the worker already (new proposals, one statement)
                     if pending:
                         cand = pending.pop(0)
                         arch = self.space.make(cand.arch)
@@ -253,14 +270,18 @@ class Search:
                                 stop = "exhausted"
                                 break
                             continue
-                        cid = self.store.add(arch.key, dict(arch), generation=proposal.generation, parents=proposal.parents)
-                        cand = Candidate(cid, arch.key, dict(arch), "queued", proposal.generation, tuple(proposal.parents))
+                        busy = any(c.key == arch.key for c, _, _ in inflight.values())
+                        worker = None if busy else executor.worker_name()
+                        cid = self.store.add(arch.key, dict(arch), generation=proposal.generation, parents=proposal.parents, worker=worker)
+                        cand = Candidate(cid, arch.key, dict(arch), "queued" if busy else "running", proposal.generation, tuple(proposal.parents))
+                        started_now = not busy
                     if any(c.key == cand.key for c, _, _ in inflight.values()):
                         # its twin is being evaluated right now: wait for it, then answer from the store
                         pending.insert(0, cand)
                         break
                     dup_streak = 0
-                    self.store.start(cand.id, executor.worker_name())
+                    if not started_now:
+                        self.store.start(cand.id, executor.worker_name())
                     self._maybe_commit(force=self._slow)  # a slow evaluation is seen running, and nothing before it waits on it
                     inflight[cand.id] = (cand, arch, time.monotonic())
                     executor.submit(cand.id, self.space, arch, seed_for(cfg.seed, cand.key), self.constraints, **self._deadline())
@@ -292,7 +313,9 @@ class Search:
             executor.cancel_all()
             self._stop_here("terminated" if isinstance(exc, _Terminated) else "interrupted")
             how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
-            raise SearchInterrupted(f"{how}; everything finished so far is saved in {self.store.path}. Resume with: nas resume {self.store.path}") from None
+            stopped = SearchInterrupted(f"{how}; everything finished so far is saved in {self.store.path}. Resume with: nas resume {self.store.path}")
+            stopped.signum = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
+            raise stopped from None
         except BaseException as exc:
             executor.cancel_all()
             self.store.batch = False
@@ -356,8 +379,7 @@ class Search:
 
     def finish(self, stop: str) -> SearchResult:
         """Test-split scores for the final front (only for it), weight pruning, the result."""
-        candidates = self.store.candidates()
-        front = objmod.front(candidates, self.objectives)
+        front = objmod.front(self._front, self.objectives)  # the in-memory front is the run's (no rows read back)
         tester = getattr(self.evaluator, "test", None)
         self.store.batch = True  # one commit for all of it
         try:
@@ -382,7 +404,7 @@ class Search:
             self.store.batch = False
         if self.config.keep_weights == "front":
             self.store.prune_weights({c.weights_id for c in front})
-        return SearchResult(self.store.path, candidates, front, self.objectives, stop)
+        return SearchResult(self.store.path, self.store.candidates(), front, self.objectives, stop)
 
     # -- progress -----------------------------------------------------------------------------
     def _open_bar(self) -> None:
@@ -425,7 +447,7 @@ class Search:
             self._bar.update(int(trained))
             self._bar.set_postfix(postfix, refresh=False)
         if trained and done % summary_every == 0:
-            counts = self.store.counts()
+            counts = self._tally  # kept in step with the store (no table scans per row)
             text = f"evaluated {done:>5}  " + "  ".join(f"{k} {v}" for k, v in postfix.items())
             text += f"  front {len(fr)}  failed {counts['failed']}  infeasible {counts['infeasible']}  duplicates {counts['duplicates']}"
             if self._bar is not None:
@@ -598,7 +620,7 @@ def search(space: SearchSpace | str, data: str = "digits", *, strategy: str = "a
            progress: bool = True, evaluator: Any = None, strategy_options: Mapping[str, Any] | None = None,
            keep_weights: str = "all", workers: int = 1, backend: str = "inline", backend_options: Mapping[str, Any] | None = None,
            scheduler: str = "none", min_epochs: int = 1, eta: int = 3,
-           **train: Any) -> SearchResult:
+           log: Callable[[str], None] | None = None, **train: Any) -> SearchResult:
     """Run a search and return its result; the run directory keeps everything (see `nas resume`).
 
         result = nas.search("mlp", data="digits", objectives="accuracy,params", budget=30)
@@ -618,5 +640,5 @@ def search(space: SearchSpace | str, data: str = "digits", *, strategy: str = "a
         workers=workers, backend=backend, backend_options=dict(backend_options or {}),
         scheduler=scheduler, min_epochs=min_epochs, eta=eta,
     )
-    with start(config, run, objectives=objs, evaluator=evaluator, progress=progress) as session:
+    with start(config, run, objectives=objs, evaluator=evaluator, progress=progress, log=log) as session:
         return session.run()

@@ -128,7 +128,7 @@ def _row_to_candidate(row: sqlite3.Row) -> Candidate:
     objectives = json.loads(row["objectives"]) if row["objectives"] else None
     return Candidate(
         id=row["id"], key=row["key"], arch=json.loads(row["arch"]), state=row["state"], generation=row["generation"],
-        parents=tuple(json.loads(row["parents"])), metrics=json.loads(row["metrics"]),
+        parents=() if row["parents"] == "[]" else tuple(json.loads(row["parents"])), metrics=json.loads(row["metrics"]),
         objectives=tuple(objectives) if objectives is not None else None, violation=row["violation"], error=row["error"],
         duplicate_of=row["duplicate_of"], derived_from=row["derived_from"], derivation=row["derivation"],
         epochs=row["epochs"], seconds=row["seconds"], worker=row["worker"],

@@ -170,7 +170,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path: Path, st
     assert front_ids(run) == front_ids(tmp_path / "straight")
 
 
-@pytest.mark.parametrize("delay,budget", [(0.01, 150), (0.12, 24)], ids=["fast-evaluations", "slow-evaluations"])
+@pytest.mark.parametrize("delay,budget", [(0.01, 150), (0.3, 16)], ids=["fast-evaluations", "slow-evaluations"])
 def test_kill_9_at_five_random_moments_then_resume(tmp_path: Path, delay: float, budget: int) -> None:
     """The acceptance test: SIGKILL a seeded single-worker search five times, resume each time;
     the finished run equals an uninterrupted one. An evaluation that takes COMMIT_INTERVAL or
@@ -199,7 +199,7 @@ def test_kill_9_at_five_random_moments_then_resume(tmp_path: Path, delay: float,
     for line in log.read_text().splitlines():
         pid, key = line.split()
         pids_per_key.setdefault(key, set()).add(pid)
-    assert all(len(p) <= (2 if delay >= COMMIT_INTERVAL else 1 + kills) for p in pids_per_key.values())
+    assert all(len(p) <= 1 + kills for p in pids_per_key.values())  # (a kill can land on a re-evaluation again)
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -361,6 +361,9 @@ def test_function_objectives_are_stored_and_read_back_with_the_run(tmp_path: Pat
     status = json.loads(capsys.readouterr().out)
     assert [f["id"] for f in status["front"]] == [c.id for c in result.front]
     assert set(status["front"][0]["objectives"]) == {"accuracy", "size_mb"}
+    from nas.report import write_report
+
+    assert "size_mb" in write_report(run, tmp_path / "report")["html"].read_text()
 
     # a resume needs the function again: refused in one line naming it, or given through the API
     with pytest.raises(UsageError, match=r"size_mb.*nas\.resume\("):
@@ -565,7 +568,7 @@ def test_status_tells_a_live_run_from_a_dead_one_and_kill_9_sessions_count_their
 
     run, log = tmp_path / "r", tmp_path / "log"
     worker = [sys.executable, str(ROOT / "tests" / "resume_worker.py")]
-    args = [str(run), str(log), "nsga2", "1", "200", "0.25"]
+    args = [str(run), str(log), "nsga2", "1", "200", "0.3"]
 
     def status() -> dict:
         assert main(["status", str(run), "--json"]) == 0
