@@ -103,13 +103,11 @@ def test_guided_proposals_are_new_networks_and_fast(name: str) -> None:
     s = guided(name, population=10)
     assert isinstance(s, Guided)
     drive(s, 20)
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU seconds of this process: what other processes on the machine do not inflate
     keys = drive(s, 100, 20)
-    rate = 100 / (time.perf_counter() - t0)
+    rate = 100 / (time.process_time() - t0)
     assert len(set(keys)) == 100 and not set(keys) & s._evaluated - set(keys)
-    # the acceptance bar is 50 per second (benchmarks/nb201_strategies.py measures it); this
-    # machine is shared while the tests run, so the test asks for half
-    assert rate > 25, f"{rate:.1f} proposals per second"
+    assert rate >= 50, f"{rate:.1f} proposals (ask, table lookup, tell) per CPU second"
     if name == "nsga2":
         assert not s.base._pending, "nsga2 forgets the genomes of pool draws that were not proposed"
 
@@ -180,10 +178,10 @@ def test_kill_9_guided_search_then_resume_is_exact(tmp_path: Path) -> None:
     import subprocess
 
     options = json.dumps({"population": 8, "predictor": "ensemble", "warm_start": "synflow", "warm_start_pool": 10})
-    args = ["nsga2", "4", "90", "0.02", options]
+    args = ["nsga2", "4", "60", "0.02", options]
     worker = [sys.executable, str(ROOT / "tests" / "resume_worker.py")]
     subprocess.run(worker + ["start", str(tmp_path / "straight"), str(tmp_path / "straight.log")] + args, check=True, timeout=300)
-    kills = kill_and_resume(args, tmp_path / "killed", tmp_path / "killed.log", 4, random.Random(5))
+    kills = kill_and_resume(args, tmp_path / "killed", tmp_path / "killed.log", 3, random.Random(5))
     assert kills >= 2, "the search finished before it could be killed; slow the worker down"
     assert snapshot(tmp_path / "killed") == snapshot(tmp_path / "straight")
     assert front_ids(tmp_path / "killed") == front_ids(tmp_path / "straight")
