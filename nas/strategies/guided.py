@@ -59,7 +59,7 @@ class Guided(Strategy):
     name = "guided"
     OPTIONS = {
         "pool": Option(10, int, lambda v: v >= 1, "an integer >= 1", "predictor: base proposals drawn per step"),
-        "random_pool": Option(20, int, lambda v: v >= 0, "an integer >= 0", "predictor: uniform samples added per step"),
+        "random_pool": Option(10, int, lambda v: v >= 0, "an integer >= 0", "predictor: uniform samples added per step"),
         "local": Option(3, int, lambda v: v >= 0, "an integer >= 0", "predictor: best results whose one-change neighbours join the pool"),
         "kappa": Option(1.0, float, lambda v: v >= 0, "a number >= 0", "predictor: acquisition mean + kappa * spread"),
         "init": Option(10, int, lambda v: v >= 2, "an integer >= 2", "predictor: results before it is used"),
@@ -96,7 +96,6 @@ class Guided(Strategy):
         self._dataset: Any = None
         self._encoder = Encoder(self.space)
         self._models: dict[tuple[int, int], Ensemble] = {}
-        self._neighbours: dict[tuple[Any, ...], list[Architecture]] = {}
         self._sizes = self.space.genome_sizes()
         self._cheap_values: dict[tuple[int, tuple[Any, ...]], float] = {}
 
@@ -255,7 +254,8 @@ class Guided(Strategy):
     def _neighbourhood(self, arch: Architecture) -> list[Architecture]:
         """Every valid architecture one active decision away (newly active decisions at their first value)."""
         memo = tuple(arch.items())  # by values: twins (one key) differ in dead edges, so in neighbours
-        out = self._neighbours.get(memo)
+        known = _NEIGHBOURS.setdefault(self.space.fingerprint, {})
+        out = known.get(memo)
         if out is None:
             out = []
             keys = {arch.key}
@@ -270,7 +270,8 @@ class Guided(Strategy):
                     if n.valid and n.key not in keys:
                         keys.add(n.key)
                         out.append(n)
-            self._neighbours[memo] = out
+            if len(known) < 20_000:
+                known[memo] = out
         if len(out) > MAX_NEIGHBOURS:
             return self.rng.sample(out, MAX_NEIGHBOURS)
         return out
@@ -309,10 +310,8 @@ class Guided(Strategy):
         return v
 
     def _acquire(self, archs: list[Architecture]) -> int:
-        from threadpoolctl import threadpool_limits
-
         rows = self._rows()
-        with threadpool_limits(1):
+        with _one_blas_thread():
             X = self._encoder.matrix(archs)
             cols = []
             for k in range(self.n_objectives):
@@ -401,7 +400,19 @@ class Guided(Strategy):
 
 
 _COUNTS: dict[tuple[Any, ...], dict[str, int]] = {}
+_BLAS: list[Any] = []
+
+
+def _one_blas_thread() -> Any:
+    """numpy's BLAS on one thread while the predictor fits (small matrices: threads only add
+    overhead, and contend with training); the controller is built once, it is slow to make."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
 _BUILT: dict[str, dict[tuple[int, ...], Architecture]] = {}
+_NEIGHBOURS: dict[str, dict[tuple[Any, ...], list[Architecture]]] = {}
 
 
 def _counted(space: Any, arch: Architecture) -> dict[str, int]:
