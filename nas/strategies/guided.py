@@ -17,7 +17,8 @@ only which of its proposals reach the driver:
   random), every one-decision change of the `local` best results (the whole non-dominated set,
   at most 20, for several objectives: local search around the incumbents, as in White et al.
   2021's local search and BANANAS's mutation of the best), and `random_pool` uniform samples.
-  Networks already evaluated or in flight are dropped, and the ensemble of `nas.predictor`,
+  Networks already evaluated or in flight are dropped (and a random 1,000 kept of a larger pool;
+  150 when each one's parameters or FLOPs must be counted on its built network), and the ensemble of `nas.predictor`,
   refitted on every completed candidate, scores the rest. One objective: the largest
   optimistic prediction, `-(mean - kappa * spread)` of the minimised value. Several: the largest
   hypervolume improvement of the optimistic predicted vector over the evaluated front, with the
@@ -53,6 +54,8 @@ GUIDABLE = ("evolution", "nsga2", "random")  # strategies the predictor and the 
 CHEAP = {"params": "params", "flops": "flops", "latency": "latency_ms"}  # objective -> metric
 MAX_FRONT_NEIGHBOURHOODS = 20
 MAX_NEIGHBOURS = 120  # per incumbent, a random subset when the space offers more
+MAX_POOL = 1000  # candidates scored per ask (a random subset of a larger pool)
+MAX_POOL_BUILT = 150  # ... when each one's parameters or FLOPs need its network built
 
 
 class Guided(Strategy):
@@ -94,6 +97,7 @@ class Guided(Strategy):
         self._info: dict[str, dict[str, Any]] = {}
         self._cheap: dict[int, Any] = {}  # objective index -> arch -> value
         self._dataset: Any = None
+        self._builds = False  # cheap objectives are counted on built networks (not read from a table)
         self._encoder = Encoder(self.space)
         self._models: dict[tuple[int, int], Ensemble] = {}
         self._sizes = self.space.genome_sizes()
@@ -115,6 +119,7 @@ class Guided(Strategy):
                 self._cheap[k] = lambda arch, m=metric, ev=evaluator: float(ev.evaluate(self.space, arch).metrics[m])
             elif metric in ("params", "flops"):
                 self._cheap[k] = lambda arch, m=metric: float(_counted(self.space, arch)[m])
+                self._builds = True
 
     def proposal_info(self, arch: Architecture) -> dict[str, Any]:
         """What the driver records with this candidate's metrics (its proxy score, for a seed)."""
@@ -234,6 +239,9 @@ class Guided(Strategy):
             self._forget(drawn, drawn[0])
             return drawn[0]  # every network in reach was seen: the driver answers from the store
         cands = list(pool.values())
+        cap = MAX_POOL_BUILT if self._builds else MAX_POOL
+        if len(cands) > cap:  # the cheap objectives of each candidate cost a build: keep a random share
+            cands = self.rng.sample(cands, cap)
         chosen = cands[self._acquire([p.arch for p in cands])]
         self._forget(drawn, chosen)
         return chosen
