@@ -199,3 +199,13 @@ def test_config_with_guided_options_starts(tmp_path: Path) -> None:
     finally:
         session.store.close()
     assert len({c.key for c in result.candidates}) == 15 and all(c.source is None for c in result.candidates)
+
+
+def test_warm_start_of_rl_seeds_its_first_proposals() -> None:
+    s = make_strategy("rl", NB201, 1, 0, warm_start="synflow", warm_start_pool=6, warm_start_seeds=3)
+    s.bind_evaluator(TABLE)
+    first = [s.ask() for _ in range(3)]
+    assert all("proxy_synflow" in s.proposal_info(p.arch) for p in first)
+    for i, p in enumerate(first):
+        s.tell(Result(i, p.arch, (-TABLE.evaluate(NB201, p.arch).metrics["val_accuracy"],)))
+    assert s.proposal_info(s.ask().arch) == {}  # the controller's own proposals from here on
