@@ -415,8 +415,12 @@ def _one_blas_thread() -> Any:
     """numpy's BLAS on one thread while the predictor fits (small matrices: threads only add
     overhead, and contend with training); the controller is built once, it is slow to make."""
     if not _BLAS:
-        from threadpoolctl import ThreadpoolController
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # threadpoolctl < 3 (scikit-learn >= 1.2 asks for >= 2)
+            from threadpoolctl import threadpool_limits
 
+            return threadpool_limits(1, user_api="blas")
         _BLAS.append(ThreadpoolController())
     return _BLAS[0].limit(limits=1, user_api="blas")
 _BUILT: dict[str, dict[tuple[int, ...], Architecture]] = {}
