@@ -170,7 +170,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path: Path, st
     assert front_ids(run) == front_ids(tmp_path / "straight")
 
 
-@pytest.mark.parametrize("delay,budget", [(0.01, 150), (0.3, 16)], ids=["fast-evaluations", "slow-evaluations"])
+@pytest.mark.parametrize("delay,budget", [(0.01, 150), (0.3, 12)], ids=["fast-evaluations", "slow-evaluations"])
 def test_kill_9_at_five_random_moments_then_resume(tmp_path: Path, delay: float, budget: int) -> None:
     """The acceptance test: SIGKILL a seeded single-worker search five times, resume each time;
     the finished run equals an uninterrupted one. An evaluation that takes COMMIT_INTERVAL or
@@ -501,7 +501,7 @@ def test_creating_a_run_is_one_step_whatever_moment_it_is_killed(tmp_path: Path)
     assert fork(tmp_path / "whole", 10**9, count) == 0
     lines = int(count.read_text())
     assert lines > 20
-    for i, kill_at in enumerate(sorted({1 + k * lines // 40 for k in range(40)})):
+    for i, kill_at in enumerate(sorted({1 + k * lines // 24 for k in range(24)})):
         run = tmp_path / f"k{i}"
         assert fork(run, kill_at) == 9
         if (run / "run.db").exists():
