@@ -22,7 +22,7 @@ from . import objectives as objmod
 from .errors import UsageError
 from .objectives import Objective
 from .space import SearchSpace
-from .store import Candidate, RunError, RunStore
+from .store import Candidate, RunStore
 
 RUN_VERSION = 1
 KEEP_WEIGHTS = ("all", "front", "none")
