@@ -261,7 +261,12 @@ def test_kill_9_mid_rung_and_resume_equals_an_uninterrupted_run(tmp_path, kind, 
     assert _snapshot(run) == _snapshot(straight)
     jobs, want = _jobs(log), _jobs(straight_log)
     assert sorted({j[1:] for j in jobs}) == sorted({j[1:] for j in want})
-    assert len(jobs) - len({j[1:] for j in jobs}) <= kills  # at most the rung in flight at each kill ran again
+    # a trained rung (it leaves weights) is committed as it ends: a kill re-runs at most the rung in
+    # flight; fast table lookups are committed in groups at most COMMIT_INTERVAL apart (nas.search)
+    from nas.search import COMMIT_INTERVAL
+
+    per_kill = 1 if kind != "table" else int(COMMIT_INTERVAL / 0.12) + 2
+    assert len(jobs) - len({j[1:] for j in jobs}) <= kills * per_kill
     rungs = sorted({j[2] for j in want})
     assert len(rungs) >= 2  # the premise: candidates were promoted
     if kind != "table":  # (a table keeps no state: every rung is a lookup)
