@@ -505,5 +505,54 @@ def test_failures_in_a_row_stop_a_scheduled_search(tmp_path):
     assert result.stopped == "failures" and "simulated failure" in logged[-1]
 
 
+
+class _DyingTable(TabularEvaluator):
+    """Kills its own worker process the first time it is asked for a promoted rung (once over all
+    workers: a marker file, created exclusively)."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__("cifar10")
+        self.marker = marker
+
+    def evaluate(self, space, arch, seed=0, constraints=None, on_epoch=None, **rung):  # type: ignore[override]
+        if rung.get("epochs") == 200:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().evaluate(space, arch, seed, constraints, on_epoch, **rung)
+
+
+def make_dying(config):
+    return _DyingTable(config.backend_options["factory_options"])
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_mid_rung_loses_only_that_rung(tmp_path):
+    from nas.runs import SearchConfig, space_config
+    from nas.search import start
+
+    def search(name, **backend):
+        config = SearchConfig(space=space_config(load_space("nb201")), data="nb201:cifar10", objectives=["accuracy", "params"],
+                              budget=20, seed=3, scheduler="asha", **backend)
+        session = start(config, tmp_path / name, evaluator=TabularEvaluator("cifar10"), progress=False, log=lambda s: None)
+        try:
+            session.run()
+        finally:
+            session.store.close()
+        return _snapshot(tmp_path / name)
+
+    marker = tmp_path / "died"
+    dying = search("dying", workers=1, backend="process",
+                   backend_options={"share": "process", "evaluator_factory": "tests.test_multifidelity:make_dying",
+                                    "factory_options": str(marker)})
+    assert marker.exists()  # a worker was killed in a promoted rung
+    cands, rungs = dying
+    assert all(r[4] == "complete" for r in rungs) and len({r[:2] for r in rungs}) == len(rungs)
+    assert dying == search("inline")  # the rung was run again, and the run ends as one without the death
+
+
 if __name__ == "__main__":
     _worker(*sys.argv[1:5])
