@@ -26,18 +26,21 @@ _LAZY = {
     "load_dataset": "nas.data",
     "DataError": "nas.data",
     "evaluate": "nas.evaluators",
-    "search": "nas.search",
-    "resume": "nas.search",
     "open_run": "nas.runs",
     "Run": "nas.runs",
     "load_model": "nas.export",
     "load_architecture": "nas.export",
-    "export": "nas.export",
     "TrainConfig": "nas.train",
 }
 
 
-_SUBMODULES = ("objectives", "runs", "report", "pareto", "store")  # modules, not the functions nas.search, nas.export
+_SUBMODULES = ("objectives", "runs", "report", "pareto", "store", "export")  # nas.export is the module (export.export the function)
+
+# The driver is imported now (it needs no torch): `nas.search` must be the function even after
+# something imports the `nas.search` module, and Python binds a submodule to its package's
+# attribute only when it first loads it, so loading it here, before the function is bound, keeps
+# the function there for good.
+from .search import resume, search  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:
@@ -67,7 +70,6 @@ __all__ = [
     "count_flops",
     "count_params",
     "evaluate",
-    "export",
     "load_architecture",
     "load_model",
     "objectives",
