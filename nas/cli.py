@@ -811,7 +811,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", metavar="int8", help="int8 post-training quantisation for CPU, last")
     p.add_argument("--epochs", type=_positive_int, help="fine-tuning epochs (default 5)")
     p.add_argument("--temperature", type=_positive_number, help="distillation temperature (default 4)")
-    p.add_argument("--alpha", type=float, help="weight of the distillation term, in [0, 1] (default 0.9)")
+    p.add_argument("--alpha", type=float, help="weight of the distillation term, in [0, 1] (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed of fine-tuning and calibration")
     p.add_argument("--device", help="training device (default: the run's)")
     p.set_defaults(func=cmd_compress)

@@ -62,7 +62,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # knowledge distillation (used when `fit` is given a teacher): Hinton et al. 2015
     distill_temperature: float = 4.0
-    distill_alpha: float = 0.9  # weight of the teacher term; 1 - alpha weighs the labels
+    distill_alpha: float = 0.5  # weight of the teacher term; 1 - alpha weighs the labels (benchmarks/compression.py's sweep)
     # -- run options --
     max_epochs: int | None = None  # cap on `epochs` for the whole run (a search budget knob)
     patience: int | None = 5  # early stopping: epochs without improvement; None = off

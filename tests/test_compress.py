@@ -354,6 +354,6 @@ def test_export_retrain_with_distillation(run: Path, tmp_path: Path, capsys: pyt
     code, _, err = _cli(capsys, "export", str(run), "--pick", str(best.id), "--retrain", "1", "--distill", "--out", str(out))
     assert code == 0, err
     retrained = json.loads((out / "arch.json").read_text())["retrained"]
-    assert retrained["distilled_from"] == best.id and retrained["alpha"] == 0.9
+    assert retrained["distilled_from"] == best.id and retrained["alpha"] == 0.5
     code, _, err = _cli(capsys, "export", str(run), "--pick", str(best.id), "--distill", "--out", str(tmp_path / "no"))
     assert code == 2 and "--retrain" in err and not (tmp_path / "no").exists()
