@@ -1082,3 +1082,27 @@ def test_nb201_sampling_and_search_operations_never_give_a_cut_off_cell(spaces: 
         assert space.mutate(a, rng).valid
         assert space.mutate(a, rng, n=3).valid
         assert space.crossover(a, b, rng).valid
+
+
+def test_memoised_keys_match_a_fresh_resolution_and_resolve_hands_out_copies() -> None:
+    # keys come from memo tables (values tuple, cells' minimal forms, layers' texts); a space
+    # whose tables are empty, resolving in the order of `make`, must agree on every key, and a
+    # caller editing a resolved spec must not change what a later resolve returns
+    for name in ("nb201", "cnn", "resnet"):
+        space = load_space(name)
+        rng = random.Random(1)
+        archs = [space.sample(rng) for _ in range(150)] + [space.sample(rng) for _ in range(50)]
+        fresh = load_space(name)
+        for a in reversed(archs):
+            res = fresh.resolve(dict(a))
+            assert res.key == a.key == space.make(dict(a)).key
+            text = json.dumps({"net": res.net, "train": res.train}, sort_keys=True, separators=(",", ":"), default=str)
+            assert hashlib.sha256(text.encode()).hexdigest()[:16] == a.key
+        first = space.resolve(archs[0])
+        want = json.dumps(first.net, sort_keys=True)
+        first.net["body"][1].clear()
+        first.net["head"]["in"].append(7)
+        first.train["lr"] = 9.0
+        again = space.resolve(archs[0])
+        assert json.dumps(again.net, sort_keys=True) == want and again.train == fresh.resolve(archs[0]).train
+        assert again.key == archs[0].key

@@ -70,6 +70,13 @@ def _minimal(nodes: int, edges: tuple[Edge, ...]) -> tuple[int, tuple[Edge, ...]
     live = live_edges(nodes, [(int(t), int(f), str(op)) for t, f, op in edges])
     if live is None:
         return None
+    return _minimal_live(nodes, tuple(live))
+
+
+# Cells that differ only in edges that are `none` or cannot reach the output share their live
+# edges, and many live edge sets contract to one graph: each step is memoised on its own input.
+@functools.lru_cache(maxsize=65536)
+def _minimal_live(nodes: int, live: tuple[Edge, ...]) -> tuple[int, tuple[Edge, ...]]:
     es = list(live)
     out = nodes - 1
     changed = True
@@ -99,8 +106,13 @@ def _minimal(nodes: int, edges: tuple[Edge, ...]) -> tuple[int, tuple[Edge, ...]
         return (1, ())
     inner = sorted({n for t, f, _ in es for n in (t, f)} - {0, out})
     index = {0: 0, out: len(inner) + 1, **{v: i + 1 for i, v in enumerate(inner)}}
-    graph = [(index[t], index[f], op) for t, f, op in es]
-    return canonical_form(len(inner) + 2, graph)
+    graph = tuple((index[t], index[f], op) for t, f, op in es)
+    return _canonical_form(len(inner) + 2, graph)
+
+
+@functools.lru_cache(maxsize=65536)
+def _canonical_form(nodes: int, edges: tuple[Edge, ...]) -> tuple[int, tuple[Edge, ...]]:
+    return canonical_form(nodes, edges)
 
 
 def canonical_form(nodes: int, edges: Sequence[Edge]) -> tuple[int, tuple[Edge, ...]]:

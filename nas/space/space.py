@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from .cell import cell_string, minimal_cell, parse_cell_string
+from .cell import _minimal, cell_string, parse_cell_string
 from .compile import Compiled, Compiler, Decision, LayerT, Ref
 from .errors import InvalidArchitecture, ShapeMismatch, SpaceError
 from .layers import LAYERS, Shape, ShapeProblem
@@ -24,6 +24,52 @@ def _rng(rng: RngLike) -> random.Random:
 
 def _canon(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _fresh(obj: Any) -> Any:
+    """A copy of a JSON-like spec whose dicts and lists are new objects (memoised layers are
+    handed out as copies, so a caller that edits a resolved spec cannot change a later one)."""
+    if type(obj) is dict:
+        return {k: _fresh(v) for k, v in obj.items()}
+    if type(obj) is list:
+        return [_fresh(v) for v in obj]
+    return obj
+
+
+#: Bound of each of a space's memo tables (cleared when full; NAS-Bench-201 needs 15,625).
+MEMO_SIZE = 1 << 16
+
+_CUT_OFF = object()  # memo marker: the cell's output is cut off from its input
+_NOTHING = object()  # memo marker: the cell builds nothing (its output is its input's tensor)
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+class _Plan:
+    """A template node's fields (and cell edges) as (name, label or None, default or value)."""
+
+    __slots__ = ("fields", "const", "values", "edges", "edges_id", "by_shape")
+
+    def __init__(self, node: LayerT, interned: dict[tuple, tuple]) -> None:
+        self.fields = tuple((k, f.label, f.default) if isinstance(f, Ref) else (k, None, f.value) for k, f in node.fields.items())
+        self.const = all(label is None for _, label, _ in self.fields)
+        self.values = {k: v for k, _, v in self.fields} if self.const else None
+        # a node with constant fields: input shape -> (shape, _canon(layer) or None, layer or None);
+        # for a cell, input shape -> True once its shape check passed
+        self.by_shape: dict[Any, Any] = {}
+        if node.edges is None:
+            self.edges = None
+        else:
+            edges = tuple((i, j, f.label, f.default) if isinstance(f, Ref) else (i, j, None, f.value) for i, j, f in node.edges)
+            try:  # cells with the same edges share one tuple: one minimal form per resolve
+                self.edges = interned.setdefault(edges, edges)
+            except TypeError:  # an unhashable constant
+                self.edges = edges
+        self.edges_id = id(self.edges)  # alive as long as the plan
+
+    def remember(self, shape: Any, entry: Any) -> None:
+        if len(self.by_shape) >= MEMO_SIZE:
+            self.by_shape.clear()
+        self.by_shape[shape] = entry
 
 
 class Architecture(Mapping[str, Any]):
@@ -44,7 +90,7 @@ class Architecture(Mapping[str, Any]):
         self.key = key
         self.error = error
         self.space = space  # the space that made it (not part of equality; not serialised)
-        self._hash = hash((fingerprint, tuple(sorted((k, repr(v)) for k, v in self._values.items()))))
+        self._hash: int | None = None
 
     def __getitem__(self, label: str) -> Any:
         return self._values[label]
@@ -56,6 +102,8 @@ class Architecture(Mapping[str, Any]):
         return len(self._values)
 
     def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash((self.fingerprint, tuple(sorted((k, repr(v)) for k, v in self._values.items()))))
         return self._hash
 
     def __eq__(self, other: object) -> bool:
@@ -96,6 +144,19 @@ class SearchSpace:
         self._index = {d.label: i for i, d in enumerate(self.decisions)}
         self.fingerprint = hashlib.sha256(_canon(self._describe()).encode()).hexdigest()[:16]
         self._cell = self._single_cell()
+        self._always = frozenset(d.label for d in self.decisions if () in d.sites)  # active whatever the values
+        # memo tables of the resolver (results depend on the values only, see `_arch`, `_walk`)
+        self._plans: dict[int, _Plan] = {}
+        self._interned: dict[tuple, tuple] = {}
+        self._layers: dict[tuple, tuple] = {}
+        self._keys: dict[tuple, tuple[str, str | None]] = {}
+        self._memo_values = self._values_are_distinct()
+        self._const_head = all(not isinstance(f, Ref) for f in self._c.head.values())
+        self._const_train = all(not isinstance(f, Ref) for f in self._c.train.values())
+        self._json_classes = _canon(self._c.classes)
+        self._json_input = _canon(list(self._c.input))
+        self._static = self._static_cells()
+        self._static_keys: dict[tuple, str] = {}
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -190,8 +251,9 @@ class SearchSpace:
     def _complete(self, given: Mapping[str, Any], rng: random.Random, fill: Any = None) -> dict[str, Any]:
         """Values for every active decision: from `given`, else `fill(decision)`, else random."""
         out: dict[str, Any] = {}
+        always = self._always
         for d in self.decisions:
-            if not self._active(d, out):
+            if d.label not in always and not self._active(d, out):
                 continue
             if d.label in given:
                 out[d.label] = given[d.label]
@@ -236,13 +298,32 @@ class SearchSpace:
             return value
         return next((c for r, c in d.aliases if r == value), value)
 
-    def _arch(self, values: dict[str, Any]) -> Architecture:
+    def _values_are_distinct(self) -> bool:
+        """True when no decision has two equal values (1 and True, 0.0 and -0.0) or an unhashable
+        one: then the values an architecture is made of (always its decisions' own value objects)
+        are told apart by equality, and `_arch` may memoise key and error by the values tuple."""
         try:
-            res = self._resolve_values(values)
+            return all(len(set(d.values)) == len(d.values) for d in self.decisions)
+        except TypeError:
+            return False
+
+    def _arch(self, values: dict[str, Any]) -> Architecture:
+        memo = None
+        if self._memo_values:
+            memo = tuple(values.items())
+            hit = self._keys.get(memo)
+            if hit is not None:
+                return Architecture(values, self.fingerprint, hit[0], hit[1], self)
+        try:
+            key, error = self._key_values(values), None
         except InvalidArchitecture as exc:
             digest = hashlib.sha256(_canon(values).encode()).hexdigest()[:16]
-            return Architecture(values, self.fingerprint, "invalid-" + digest, f"{exc.path}: {exc.reason}" if exc.path else exc.reason, self)
-        return Architecture(values, self.fingerprint, res.key, None, self)
+            key, error = "invalid-" + digest, f"{exc.path}: {exc.reason}" if exc.path else exc.reason
+        if memo is not None:
+            if len(self._keys) >= MEMO_SIZE:
+                self._keys.clear()
+            self._keys[memo] = (key, error)
+        return Architecture(values, self.fingerprint, key, error, self)
 
     def sample(self, rng: RngLike = None, *, tries: int = 1000) -> Architecture:
         """A uniformly drawn value for every active decision, redrawn until the network is valid."""
@@ -369,28 +450,102 @@ class SearchSpace:
         return self._resolve_values(dict(arch))
 
     def _resolve_values(self, values: Mapping[str, Any]) -> Resolved:
+        body: list[dict[str, Any]] = []
+        frags, shape = self._walk(self._c.body, tuple(self._c.input), values, body, {})
+        head_json, head, train_json, train = self._head_train(values, shape, fresh=True)
+        net = {"input": list(self._c.input), "classes": self._c.classes, "body": body, "head": head}
+        return Resolved(net, train, self._key_of(frags, head_json, train_json))
+
+    def _key_values(self, values: Mapping[str, Any]) -> str:
+        """`_resolve_values(values).key` without building the spec (InvalidArchitecture alike)."""
+        forms = None
+        if self._static is not None:  # the key is a function of the cells' minimal forms
+            forms = tuple([_minimal(n, tuple([(i, j, values.get(label, v) if label is not None else v) for i, j, label, v in edges]))
+                           for edges, n in self._static])
+            key = self._static_keys.get(forms)
+            if key is not None:
+                return key
+        frags, shape = self._walk(self._c.body, tuple(self._c.input), values, None, {})
+        head_json, _, train_json, _ = self._head_train(values, shape, fresh=False)
+        key = self._key_of(frags, head_json, train_json)
+        if forms is not None:  # resolved without a problem
+            if len(self._static_keys) >= MEMO_SIZE:
+                self._static_keys.clear()
+            self._static_keys[forms] = key
+        return key
+
+    def _static_cells(self) -> list[tuple[tuple, int]] | None:
+        """When only cells' edges are decided (every layer unconditional, every field, the head
+        and the training constant, no residual blocks: a NAS-Bench-201-like space), the distinct
+        (edges plan, node count) of its cells, in order: the resolved network is then a function
+        of their minimal forms alone (a cell keeps its input's shape), and so are the problems
+        resolving it can meet. None otherwise."""
+        if not (self._const_head and self._const_train):
+            return None
+        out: list[tuple[tuple, int]] = []
+        seen: set[tuple[int, int]] = set()
+        for node in self._c.body:
+            if node.cond or node.type == "residual":
+                return None
+            plan = self._plan(node)
+            if not plan.const:
+                return None
+            if node.type == "cell":
+                nodes = plan.values["nodes"]
+                if type(nodes) is not int:
+                    return None
+                if (plan.edges_id, nodes) not in seen:
+                    seen.add((plan.edges_id, nodes))
+                    out.append((plan.edges or (), nodes))
+        return out
+
+    def _key_of(self, frags: list[str], head_json: str, train_json: str) -> str:
+        # the key hashes exactly the spec `nas.ops.Network` builds (cells in their minimal,
+        # canonically numbered form), so one key is one network, one parameter count and one
+        # state_dict layout by construction. The text is _canon({"net": net, "train": train}),
+        # put together from each layer's memoised _canon text (JSON nests: sorted keys, one
+        # separator, so the parts' texts make the whole's)
+        text = ('{"net":{"body":[' + ",".join(frags) + '],"classes":' + self._json_classes + ',"head":' + head_json
+                + ',"input":' + self._json_input + '},"train":' + train_json + "}")
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _head_train(self, values: Mapping[str, Any], shape: Shape, fresh: bool) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
+        """(_canon(head), head, _canon(train), train): the head dict and the training (fresh
+        copies if `fresh`, else not to be changed)."""
+        memo = ("head+train", shape) if self._const_head and self._const_train and type(shape) is tuple else None
+        hit = self._layers.get(memo) if memo is not None else None
+        if hit is not None:
+            return (hit[0], _fresh(hit[1]), hit[2], _fresh(hit[3])) if fresh else hit
+
         def value(f: Any) -> Any:
             if isinstance(f, Ref):
                 return values.get(f.label, f.default)
             return f.value
 
-        body, shape = self._resolve_list(self._c.body, tuple(self._c.input), values, value)
         head = {k: value(f) for k, f in self._c.head.items()}
-        head_in = list(shape)
         if len(shape) == 1:
             head["pool"] = None
-        net = {"input": list(self._c.input), "classes": self._c.classes, "body": body, "head": {**head, "in": head_in}}
+        head = {**head, "in": list(shape)}
         train = {k: value(f) for k, f in self._c.train.items()}
         if train["optimizer"] not in ("momentum", "nesterov"):
             train.pop("momentum")
         if train["schedule"] != "exponential":
             train.pop("gamma")
-        # the key hashes exactly the spec `nas.ops.Network` builds (cells in their minimal,
-        # canonically numbered form), so one key is one network, one parameter count and one
-        # state_dict layout by construction
-        key = hashlib.sha256(_canon({"net": net, "train": train}).encode()).hexdigest()[:16]
-        return Resolved(net, train, key)
+        head_json, train_json = _canon(head), _canon(train)
+        if memo is not None:
+            self._remember(memo, (head_json, _fresh(head), train_json, _fresh(train)))
+        return head_json, head, train_json, train
 
+    def _remember(self, memo: tuple, entry: tuple) -> None:
+        if len(self._layers) >= MEMO_SIZE:
+            self._layers.clear()
+        self._layers[memo] = entry
+
+    def _plan(self, node: LayerT) -> _Plan:
+        plan = self._plans.get(id(node))
+        if plan is None:
+            plan = self._plans[id(node)] = _Plan(node, self._interned)
+        return plan
     def _problem(self, node: LayerT, values: Mapping[str, Any], problem: ShapeProblem, shape: Shape) -> InvalidArchitecture:
         blame = []
         f = node.fields.get(problem.field) if problem.field else None
@@ -405,52 +560,145 @@ class SearchSpace:
             reason += f"; decided by {', '.join(dict.fromkeys(blame))}"
         return ShapeMismatch(reason, source=self.source, path=where)
 
-    def _resolve_list(self, nodes: list[LayerT], shape: Shape, values: Mapping[str, Any], value: Any) -> tuple[list[dict[str, Any]], Shape]:
-        out: list[dict[str, Any]] = []
+    def _walk(self, nodes: list[LayerT], shape: Shape, values: Mapping[str, Any], out: list[dict[str, Any]] | None,
+              cells: dict[tuple, Any]) -> tuple[list[str], Shape]:
+        """Resolve `nodes` from `shape`: the `_canon` text of each layer they build, and the shape
+        they end on; with `out`, also the layer dicts (fresh copies) appended to it.
+
+        A layer is memoised by what it is made of: a layer with constant fields by its node and
+        input shape (in the node's plan), one with decided fields by its node, input shape and
+        the fields' values (scalars, told apart by type), a cell by its input shape and minimal
+        form. `cells` holds what the cells resolved so far in this call built, by their
+        (interned) edges, node count and input shape. Problems are not memoised: they are
+        raised as they are found, in the same order."""
+        frags: list[str] = []
         for node in nodes:
-            if not self._holds(node.cond, values):
+            if node.cond and not self._holds(node.cond, values):
                 continue
-            fields = {k: value(f) for k, f in node.fields.items()}
+            plan = self._plans.get(id(node)) or self._plan(node)
             t = node.type
-            if t == "residual":
-                body, end = self._resolve_list(node.body or [], shape, values, value)
-                if not body:
+            const = plan.const and type(shape) is tuple
+            if const and t != "cell" and t != "residual":
+                hit = plan.by_shape.get(shape)
+                if hit is not None:
+                    new, frag, layer = hit
+                    if frag is not None:
+                        frags.append(frag)
+                        if out is not None:
+                            out.append(_fresh(layer))
+                    shape = new
                     continue
-                if not fields["skip"]:
-                    out.extend(body)
-                    shape = end
-                    continue
-                layer = {"type": "residual", "in": list(shape), "body": body, "proj": None}
-                if end != shape:
-                    layer["proj"] = self._projection(node, values, shape, end)
-                out.append(layer)
-                shape = end
-                continue
+            # a constant node's fields are shared: read here, copied before a layer is made of them
+            fields = plan.values if plan.const else {k: (values.get(label, v) if label is not None else v) for k, label, v in plan.fields}
             if t == "cell":
-                try:
-                    LAYERS["cell"].shape(fields, shape)
-                except ShapeProblem as exc:
-                    raise self._problem(node, values, exc, shape) from None
-                edges = [(i, j, value(f)) for i, j, f in node.edges or []]
-                form = minimal_cell(fields["nodes"], edges)
-                if form is None:
+                if const and shape in plan.by_shape:  # the shape check passed before
+                    built = cells.get((plan.edges_id, fields["nodes"], shape))  # a cell like an earlier one
+                    if built is not None and built is not _CUT_OFF:
+                        if built is not _NOTHING:
+                            frags.append(built[0])
+                            if out is not None:
+                                out.append(_fresh(built[1]))
+                        continue
+                else:
+                    try:
+                        LAYERS["cell"].shape(fields, shape)
+                    except ShapeProblem as exc:
+                        raise self._problem(node, values, exc, shape) from None
+                    if const:
+                        plan.remember(shape, True)
+                built = self._cell_layer(plan, fields["nodes"], shape, values, cells)
+                if built is _CUT_OFF:
                     labels = sorted({f.label for _, _, f in node.edges or [] if isinstance(f, Ref)})
                     raise InvalidArchitecture("the cell's output is cut off from its input: every path has a `none` edge", source=self.source, path=node.label if not labels else labels[0].rsplit(".", 1)[0])
-                nodes, minimal = form
-                if nodes > 1:  # a cell whose output is its input's tensor builds nothing
-                    out.append({"type": "cell", "in": list(shape), "nodes": nodes, "edges": [list(e) for e in minimal]})
+                if built is not None:  # None: a cell whose output is its input's tensor builds nothing
+                    frags.append(built[0])
+                    if out is not None:
+                        out.append(_fresh(built[1]))
                 continue
+            if t == "residual":
+                body: list[dict[str, Any]] | None = [] if out is not None else None
+                inner, end = self._walk(node.body or [], shape, values, body, cells)
+                if not inner:
+                    continue
+                if not fields["skip"]:
+                    frags.extend(inner)
+                    if out is not None:
+                        out.extend(body or [])
+                    shape = end
+                    continue
+                proj = self._projection(node, values, shape, end) if end != shape else None
+                # _canon of {"type": "residual", "in": shape, "body": body, "proj": proj}, keys sorted
+                frags.append('{"body":[' + ",".join(inner) + '],"in":' + _canon(list(shape)) + ',"proj":' + _canon(proj) + ',"type":"residual"}')
+                if out is not None:
+                    out.append({"type": "residual", "in": list(shape), "body": body, "proj": proj})
+                shape = end
+                continue
+            if plan.const:
+                fields = dict(fields)
+            memo = None
+            if not const and type(shape) is tuple:
+                decided = tuple(fields.values())
+                kinds = tuple(v.__class__ for v in decided)
+                if all(k in _SCALARS for k in kinds) and not any(k is float and v == 0.0 for k, v in zip(kinds, decided)):
+                    memo = (id(node), shape, decided, kinds)  # 1 and True, 0.0 and -0.0 are not confused
+                    hit = self._layers.get(memo)
+                    if hit is not None:
+                        new, frag, layer = hit
+                        if frag is not None:
+                            frags.append(frag)
+                            if out is not None:
+                                out.append(_fresh(layer))
+                        shape = new
+                        continue
             schema = LAYERS[t]
             try:
                 new = schema.shape(fields, shape)
             except ShapeProblem as exc:
                 raise self._problem(node, values, exc, shape) from None
             layer = self._concrete(t, fields, shape, new)
+            frag = _canon(layer) if layer is not None else None
+            if memo is not None:
+                self._remember(memo, (new, frag, _fresh(layer)))
+            elif const:
+                plan.remember(shape, (new, frag, _fresh(layer)))
             if layer is not None:
-                out.append(layer)
+                frags.append(frag)  # type: ignore[arg-type]
+                if out is not None:
+                    out.append(layer)
             shape = new
-        return out, shape
+        return frags, shape
 
+    def _cell_layer(self, plan: _Plan, nodes: Any, shape: Shape, values: Mapping[str, Any], cells: dict[tuple, Any]) -> Any:
+        """(_canon(layer), layer) of a cell with `plan`'s edges; None when it builds nothing,
+        _CUT_OFF when its output is cut off from its input."""
+        seen = (plan.edges_id, nodes, shape if type(shape) is tuple else tuple(shape))
+        built = cells.get(seen)
+        if built is not None:
+            return built if built is not _NOTHING else None
+        form = cells.get((plan.edges_id, nodes))
+        if form is None:
+            edges = tuple([(i, j, values.get(label, v) if label is not None else v) for i, j, label, v in plan.edges or ()])
+            form = _minimal(int(nodes), edges)
+            cells[(plan.edges_id, nodes)] = form = _CUT_OFF if form is None else form
+        if form is _CUT_OFF:
+            built = _CUT_OFF
+        elif form[0] <= 1:
+            built = _NOTHING
+        else:
+            memo = ("cell", shape, form) if type(shape) is tuple else None
+            built = self._layers.get(memo) if memo is not None else None
+            if built is None:
+                edges_json = self._layers.get(("edges", form))
+                if edges_json is None:
+                    edges_json = _canon([list(e) for e in form[1]])
+                    self._remember(("edges", form), edges_json)
+                layer = {"type": "cell", "in": list(shape), "nodes": form[0], "edges": [list(e) for e in form[1]]}
+                # _canon(layer), keys sorted
+                built = ('{"edges":' + edges_json + ',"in":' + _canon(layer["in"]) + ',"nodes":' + str(int(form[0])) + ',"type":"cell"}', layer)
+                if memo is not None:
+                    self._remember(memo, built)
+        cells[seen] = built
+        return built if built is not _NOTHING else None
     def _projection(self, node: LayerT, values: Mapping[str, Any], shape: Shape, end: Shape) -> dict[str, Any]:
         if len(shape) != len(end):
             raise self._problem(node, values, ShapeProblem(f"the skip connection cannot join a {len(shape)}-d input to a {len(end)}-d output"), shape)
