@@ -1,6 +1,6 @@
 """Zero-cost proxies against NAS-Bench-201: Spearman correlation with the 200-epoch test accuracy.
 
-    python benchmarks/proxies.py [--cells 1000] [--dataset cifar10] [--seed 0]
+    python benchmarks/proxies.py [--cells 1000] [--dataset cifar10] [--seed 0] [--proxies synflow,naswot,...]
 
 Scores `--cells` cells drawn uniformly (seeded) from the 15,284 non-degenerate NB201 cells with
 every proxy of `nas.proxies` (untrained network, weights from seed 0, the synthetic fixed-seed
@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=1000)
     ap.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--proxies", default=",".join(proxies.PROXIES), help="which proxies (comma-separated)")
     args = ap.parse_args()
     table = NB201Table.load()
     space = load_space("nb201")
@@ -55,7 +56,7 @@ def main() -> None:
     print(f"batch: {proxies.describe_batch(None, space.input_shape)}")
     print(f"{'proxy':<10} {'vs test 200ep':>13} {'vs valid 12ep':>13} {'s/cell':>7}   published (Abdelfattah et al. 2021, CIFAR-10 images)")
     proxies.score(space, archs[0], "synflow")  # warm-up
-    for name in proxies.PROXIES:
+    for name in args.proxies.split(","):
         values, times = [], []
         for arch in archs:
             t0 = time.perf_counter()
