@@ -151,11 +151,11 @@ def _canonical_labelling(nodes: int, edges: list[Edge]) -> dict[int, int]:
         """Equitable colouring finer than `colour`; colours are ranks of isomorphism-invariant
         signatures, so they are canonical."""
         while True:
-            sig = {v: (colour[v], tuple(sorted((op, colour[u]) for op, u in ins[v])), tuple(sorted((op, colour[u]) for op, u in outs[v])))
-                   for v in range(nodes)}
-            ranks = {s: i for i, s in enumerate(sorted(set(sig.values())))}
+            sig = [(colour[v], tuple(sorted([(op, colour[u]) for op, u in ins[v]])), tuple(sorted([(op, colour[u]) for op, u in outs[v]])))
+                   for v in range(nodes)]
+            ranks = {s: i for i, s in enumerate(sorted(set(sig)))}
             new = {v: ranks[sig[v]] for v in range(nodes)}
-            if len(set(new.values())) == len(set(colour.values())):
+            if len(ranks) == len(set(colour.values())):
                 return new
             colour = new
 
@@ -163,6 +163,8 @@ def _canonical_labelling(nodes: int, edges: list[Edge]) -> dict[int, int]:
         return tuple(sorted((colour[t], colour[f], op) for t, f, op in edges))
 
     start = refine({v: 0 if v == 0 else 2 if v == out else 1 for v in range(nodes)})
+    if len(set(start.values())) == nodes:  # discrete already: the search's only leaf is `start`
+        return start
     best: list = [None, None]  # code, labelling
     seen: dict[tuple, dict[int, int]] = {}  # leaf code -> its labelling
     automorphisms: list[dict[int, int]] = []
