@@ -357,3 +357,18 @@ def test_export_retrain_with_distillation(run: Path, tmp_path: Path, capsys: pyt
     assert retrained["distilled_from"] == best.id and retrained["alpha"] == 0.5
     code, _, err = _cli(capsys, "export", str(run), "--pick", str(best.id), "--distill", "--out", str(tmp_path / "no"))
     assert code == 2 and "--retrain" in err and not (tmp_path / "no").exists()
+
+
+def test_taylor_importance_prunes_by_gradient_times_weight() -> None:
+    from nas.prune import taylor_grads
+
+    space = SearchSpace.from_dict(TINY)
+    spec = space.resolve(space.sample(0)).net
+    torch.manual_seed(0)
+    net = Network(spec)
+    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    grads = taylor_grads(net, [(x, y)])
+    p = prune(spec, net.state_dict(), 0.5, "taylor", grads)
+    small = Network(p.spec)
+    small.load_state_dict(p.state)
+    assert small(x).shape == (32, 10) and p.groups > 0
