@@ -209,3 +209,18 @@ def test_warm_start_of_rl_seeds_its_first_proposals() -> None:
     for i, p in enumerate(first):
         s.tell(Result(i, p.arch, (-TABLE.evaluate(NB201, p.arch).metrics["val_accuracy"],)))
     assert s.proposal_info(s.ask().arch) == {}  # the controller's own proposals from here on
+
+
+@pytest.mark.parametrize("name", ["nb201", "cnn", "resnet", "mlp"])
+def test_cheap_objectives_counted_on_the_meta_device_equal_a_real_build(name: str) -> None:
+    from nas.build import build_model
+    from nas.measure import count_flops, count_params
+    from nas.strategies.guided import _counted
+    import nas
+
+    space = nas.load_space(name)
+    for seed in range(5):
+        arch = space.sample(seed)
+        model = build_model(space, arch)
+        assert _counted(space, arch, "params") == count_params(model)
+        assert _counted(space, arch, "flops") == count_flops(model, space.input_shape)

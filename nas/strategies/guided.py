@@ -118,7 +118,7 @@ class Guided(Strategy):
             if isinstance(evaluator, TabularEvaluator):
                 self._cheap[k] = lambda arch, m=metric, ev=evaluator: float(ev.evaluate(self.space, arch).metrics[m])
             elif metric in ("params", "flops"):
-                self._cheap[k] = lambda arch, m=metric: float(_counted(self.space, arch)[m])
+                self._cheap[k] = lambda arch, m=metric: float(_counted(self.space, arch, m))
                 self._builds = True
 
     def proposal_info(self, arch: Architecture) -> dict[str, Any]:
@@ -407,7 +407,7 @@ class Guided(Strategy):
         self._models = {}
 
 
-_COUNTS: dict[tuple[Any, ...], dict[str, int]] = {}
+_COUNTS: dict[tuple[Any, ...], int] = {}
 _BLAS: list[Any] = []
 
 
@@ -427,16 +427,25 @@ _BUILT: dict[str, dict[tuple[int, ...], Architecture]] = {}
 _NEIGHBOURS: dict[str, dict[tuple[Any, ...], list[Architecture]]] = {}
 
 
-def _counted(space: Any, arch: Architecture) -> dict[str, int]:
-    """Parameters and FLOPs of the built network (once per architecture)."""
-    memo = (space.fingerprint, tuple(arch.items()))
+def _counted(space: Any, arch: Architecture, metric: str) -> int:
+    """`params` or `flops` of the built network (each once per architecture). The network is
+    built on the meta device: no weight is initialised, which is most of a build's cost, and the
+    counts are the same (a test compares them with a real build). Parameters need no forward
+    pass; FLOPs get uninitialised CPU storage for one (only the shapes matter)."""
+    memo = (space.fingerprint, tuple(arch.items()), metric)
     hit = _COUNTS.get(memo)
     if hit is None:
+        import torch
+
         from ..build import build_model
         from ..measure import count_flops, count_params
 
-        model = build_model(space, arch)
-        hit = {"params": count_params(model), "flops": count_flops(model, space.input_shape)}
+        with torch.device("meta"):
+            model = build_model(space, arch)
+        if metric == "params":
+            hit = count_params(model)
+        else:
+            hit = count_flops(model.to_empty(device="cpu"), space.input_shape)
         _COUNTS[memo] = hit
     return hit
 
