@@ -165,13 +165,24 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _logged(base: type, log: str, delay: float) -> type:
+def _logged(base: type, log: str, delay: float, epoch_delay: float = 0.0) -> type:
+    """`base` logging each rung it starts; `delay` before each rung and `epoch_delay` after each
+    epoch stretch the search so that the kills land while it runs (an idle CPU trains the digits
+    MLP in milliseconds an epoch); neither changes a result."""
+
     class Logged(base):  # type: ignore[misc, valid-type]
         def evaluate(self, space, arch, seed=0, constraints=None, on_epoch=None, **rung):  # type: ignore[override]
             start = (rung.get("checkpoint") or {}).get("epoch", 0)
             with open(log, "a") as fh:
                 fh.write(f"{os.getpid()} {arch.key} {rung.get('epochs')} {start}\n")
             time.sleep(delay)
+            if epoch_delay:
+                inner = on_epoch
+
+                def on_epoch(record, inner=inner):  # type: ignore[no-redef]
+                    time.sleep(epoch_delay)
+                    if inner is not None:
+                        inner(record)
             return super().evaluate(space, arch, seed, constraints, on_epoch, **rung)
 
     return Logged
@@ -189,7 +200,7 @@ def _worker(mode: str, run: str, log: str, kind: str) -> None:
     else:
         torch.set_num_threads(1)
         train = {"max_epochs": 9, "patience": None}
-        evaluator = _logged(TrainingEvaluator, log, 0.0)("digits", device="cpu", **train)
+        evaluator = _logged(TrainingEvaluator, log, 0.05, 0.05)("digits", device="cpu", **train)
         config = SearchConfig(space=space_config(load_space("mlp")), data="digits", objectives=["accuracy"], strategy="evolution",
                               strategy_options={"population": 4, "sample": 2}, budget=7, seed=4, device="cpu", train=train,
                               scheduler="hyperband" if kind == "hyperband" else "asha", eta=3)
