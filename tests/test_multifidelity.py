@@ -480,7 +480,9 @@ def test_a_rung_the_time_budget_stops_is_paused_and_resumed(tmp_path):
     log = tmp_path / "log"
     config = SearchConfig(space=space_config(load_space("mlp")), data="digits", objectives=["accuracy"], strategy="random",
                           budget=2, time_budget=1.5, seed=0, device="cpu", train=train, scheduler="asha", min_epochs=400, eta=3)
-    make = lambda: _logged(TrainingEvaluator, str(log), 0.0)("digits", device="cpu", **train)  # noqa: E731
+    # 10 ms an epoch at least (400 epochs take 4 s or more): an idle CPU trains this MLP in ~3 ms an epoch and
+    # would finish the rung inside the 1.5 s time budget
+    make = lambda: _logged(TrainingEvaluator, str(log), 0.0, 0.01)("digits", device="cpu", **train)  # noqa: E731
     session = start(config, tmp_path / "r", evaluator=make(), progress=False, log=lambda s: None)
     assert session.run().stopped == "time budget"
     rows = read_rungs(session.store)
