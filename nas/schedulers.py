@@ -587,7 +587,6 @@ class ScheduledSearch:
             row = StoredRung(cid, rung, bracket, self.ladders[bracket][rung], "running", started=now)
             self.rows[(cid, rung)] = row
             return cand, s.space.make(cand.arch), row
-        dup_streak = 0
         while True:
             if fresh:
                 cand = fresh.pop(0)
@@ -595,16 +594,10 @@ class ScheduledSearch:
             else:
                 if cfg.budget is not None and self.started() >= cfg.budget:
                     return None
-                proposal = s.strategy.ask()
+                proposal = s._ask_new()
+                if proposal is None:
+                    return "exhausted"
                 arch = proposal.arch
-                twin = s._first.get(arch.key)
-                if twin is not None:
-                    s._record_duplicate(proposal.generation, tuple(proposal.parents), arch, twin)
-                    s._maybe_commit()
-                    dup_streak += 1
-                    if dup_streak > max(1000, 20 * (cfg.budget or 50)):
-                        return "exhausted"
-                    continue
                 cid = store.add(arch.key, dict(arch), generation=proposal.generation, parents=proposal.parents)
                 cand = Candidate(cid, arch.key, dict(arch), "queued", proposal.generation, tuple(proposal.parents))
                 cands[cid] = cand

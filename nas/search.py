@@ -169,6 +169,19 @@ class Search:
         told = objmod.to_min(values, self.objectives) if values is not None else None
         return Result(cand_id, arch, told, violation, generation, parents), values, violation
 
+    def _ask_new(self) -> Any:
+        """The strategy's next proposal of a network not evaluated yet. Those it proposes again on
+        the way are answered from the store (each proposed and recorded in one step). None when it
+        keeps proposing known networks: the space may be exhausted."""
+        for _ in range(max(1000, 20 * (self.config.budget or 50)) + 1):
+            proposal = self.strategy.ask()
+            twin = self._first.get(proposal.arch.key)
+            if twin is None:
+                return proposal
+            self._record_duplicate(proposal.generation, tuple(proposal.parents), proposal.arch, twin)
+            self._maybe_commit()
+        return None
+
     def _record_duplicate(self, generation: int, parents: tuple[int, ...], arch: Architecture, twin: Candidate) -> None:
         cid = self.store.next_id()
         ev = Evaluation(twin.state, dict(twin.metrics), twin.error)
@@ -228,7 +241,6 @@ class Search:
         failures_in_row = 0
         infeasible_in_row = 0
         infeasible_limit = max(100, 10 * (cfg.budget or 10))
-        dup_streak = 0
         summary_every = max(5, int(self.strategy.options.get("population", 10)))
         # asked before a stop: evaluate again (a compression step cut off is nas compress's to redo)
         pending = [c for c in self.store.candidates(["queued", "running"]) if c.derived_from is None]
@@ -258,18 +270,11 @@ class Search:
                     else:
                         if cfg.budget is not None and self._trained + len(inflight) >= cfg.budget:
                             break
-                        proposal = self.strategy.ask()
+                        proposal = self._ask_new()
+                        if proposal is None:
+                            stop = "exhausted"
+                            break
                         arch = proposal.arch
-                        twin = self._first.get(arch.key)
-                        if twin is not None:
-                            # answered from the store: proposed and recorded in one step
-                            self._record_duplicate(proposal.generation, tuple(proposal.parents), arch, twin)
-                            self._maybe_commit()
-                            dup_streak += 1
-                            if dup_streak > max(1000, 20 * (cfg.budget or 50)):
-                                stop = "exhausted"
-                                break
-                            continue
                         busy = any(c.key == arch.key for c, _, _ in inflight.values())
                         worker = None if busy else executor.worker_name()
                         cid = self.store.add(arch.key, dict(arch), generation=proposal.generation, parents=proposal.parents, worker=worker)
@@ -279,7 +284,6 @@ class Search:
                         # its twin is being evaluated right now: wait for it, then answer from the store
                         pending.insert(0, cand)
                         break
-                    dup_streak = 0
                     if not started_now:
                         self.store.start(cand.id, executor.worker_name())
                     self._maybe_commit(force=self._slow)  # a slow evaluation is seen running, and nothing before it waits on it

@@ -26,6 +26,17 @@ def _canon(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _replay(hit: tuple[Any, Any, Any], frags: list[Any], out: list[Any] | None) -> Any:
+    """Use a memoised layer (its output shape, key fragment, layer): add its fragment to the key
+    and a copy of the layer to the spec being built; return the shape after it."""
+    new, frag, layer = hit
+    if frag is not None:
+        frags.append(frag)
+        if out is not None:
+            out.append(_fresh(layer))
+    return new
+
+
 def _fresh(obj: Any) -> Any:
     """A copy of a JSON-like spec whose dicts and lists are new objects (memoised layers are
     handed out as copies, so a caller that edits a resolved spec cannot change a later one)."""
@@ -581,12 +592,7 @@ class SearchSpace:
             if const and t != "cell" and t != "residual":
                 hit = plan.by_shape.get(shape)
                 if hit is not None:
-                    new, frag, layer = hit
-                    if frag is not None:
-                        frags.append(frag)
-                        if out is not None:
-                            out.append(_fresh(layer))
-                    shape = new
+                    shape = _replay(hit, frags, out)
                     continue
             # a constant node's fields are shared: read here, copied before a layer is made of them
             fields = plan.values if plan.const else {k: (values.get(label, v) if label is not None else v) for k, label, v in plan.fields}
@@ -643,12 +649,7 @@ class SearchSpace:
                     memo = (id(node), shape, decided, kinds)  # 1 and True, 0.0 and -0.0 are not confused
                     hit = self._layers.get(memo)
                     if hit is not None:
-                        new, frag, layer = hit
-                        if frag is not None:
-                            frags.append(frag)
-                            if out is not None:
-                                out.append(_fresh(layer))
-                        shape = new
+                        shape = _replay(hit, frags, out)
                         continue
             schema = LAYERS[t]
             try:
