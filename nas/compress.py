@@ -28,12 +28,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .atomic import write_bytes
 from .errors import UsageError
 from .store import Candidate, RunError, RunStore
 
@@ -87,16 +87,6 @@ def _state_bytes(state: Mapping[str, Any]) -> bytes:
     buf = io.BytesIO()
     torch.save(dict(state), buf)
     return buf.getvalue()
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _pick(store: RunStore, objectives: list[Any], pick: str, what: str = "--pick") -> Candidate:
@@ -384,7 +374,7 @@ class _Job:
         cid = existing.id if existing is not None else store.add(key, dict(parent.arch), generation=parent.generation, parents=[parent.id],
                                                                    derived_from=parent.id, derivation=derivation)
         if program is not None:
-            _atomic_bytes(int8_path(store, cid), program)
+            write_bytes(int8_path(store, cid), program, durable=True)
         store.finish(cid, "complete", metrics=metrics, objectives=objectives, violation=violation, weights=weights)
         store.set_test(cid, test)
         cand = store.candidate(cid)

@@ -13,7 +13,6 @@ inside the loaders that need them so that ``import nas.data`` stays cheap.
 from __future__ import annotations
 
 import os
-import tempfile
 import types
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_with
 from .errors import NasError
 
 __all__ = [
@@ -334,23 +334,10 @@ def _write_disk_cache(name: str, raw: RawData) -> None:
     arrays["scale"] = np.asarray(raw.scale, dtype=np.float64)
     if raw.class_names is not None:
         arrays["class_names"] = np.asarray(raw.class_names, dtype=str)
-    tmp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename so a concurrent reader never sees a half-written file.
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}-", suffix=".npz", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp_name, path)
-        tmp_name = None
+        write_with(path, lambda fh: np.savez(fh, **arrays))  # a concurrent reader never sees half a file
     except OSError:
         pass  # unwritable cache dir: the cache is an optimisation only
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
 
 
 def _freeze(raw: RawData) -> RawData:

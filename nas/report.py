@@ -17,7 +17,6 @@ import html
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from . import objectives as objmod
 from . import pareto
+from .atomic import write_bytes
 from .errors import NasError, UsageError
 from .objectives import Objective
 from .textfmt import human
@@ -532,12 +532,9 @@ def _html(run: Path, store: Any, config: Any, space: Any, objectives: Sequence[O
 
 # -- writing ----------------------------------------------------------------------------------
 def _write(path: Path, data: bytes) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"{path}: cannot write the report: {exc.strerror or exc}") from None
     return path
 

@@ -328,15 +328,11 @@ def checkpoint_path(run: Any, cid: int, rung: int, partial: bool = False) -> Any
 
 
 def save_checkpoint(run: Any, cid: int, rung: int, checkpoint: Mapping[str, Any], partial: bool = False) -> None:
-    import os
-
     import torch
 
-    path = checkpoint_path(run, cid, rung, partial)
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(dict(checkpoint), tmp)
-    os.replace(tmp, path)
+    from .atomic import write_with
+
+    write_with(checkpoint_path(run, cid, rung, partial), lambda fh: torch.save(dict(checkpoint), fh))
 
 
 def load_checkpoint(run: Any, cid: int, rung: int, partial: bool = False) -> dict[str, Any] | None:

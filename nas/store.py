@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from .atomic import fsync_dir, write_with
 from .errors import NasError
 
 FORMAT_VERSION = 2
@@ -148,13 +149,6 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Lock:
@@ -485,20 +479,7 @@ class RunStore:
         so that the row naming the file (committed after this returns) never points at a partial one."""
         import torch
 
-        self.weights_dir.mkdir(exist_ok=True)
-        final = self.weights_path(cid)
-        tmp = final.with_suffix(f".tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as fh:
-                torch.save(dict(state), fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(self.weights_dir)
-        return final
+        return write_with(self.weights_path(cid), lambda fh: torch.save(dict(state), fh), durable=True)
 
     def load_weights(self, cid: int) -> dict[str, Any]:
         import torch
