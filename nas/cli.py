@@ -440,10 +440,21 @@ def cmd_search(args: argparse.Namespace) -> int:
         try:
             result = session.run()
         except SearchInterrupted as exc:  # Ctrl-C or SIGTERM: the run is saved, which is no error
-            print(f"nas: {exc}", file=sys.stderr)
-            return 128 + int(exc.signum)
+            return _stopped_by_signal(exc)
     _print_end(result, session.space)
     return 0
+
+
+def _stopped_by_signal(exc: Any) -> int:
+    """Say the run is saved and exit with 128 + the signal. Further Ctrl-C or SIGTERM are
+    ignored from here on: the run is already saved, and one arriving while the interpreter shuts
+    down would otherwise end the process by the signal instead of this exit code."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    print(f"nas: {exc}", file=sys.stderr)
+    return 128 + int(exc.signum)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -455,8 +466,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         try:
             result = session.run()
         except SearchInterrupted as exc:  # Ctrl-C or SIGTERM: the run is saved, which is no error
-            print(f"nas: {exc}", file=sys.stderr)
-            return 128 + int(exc.signum)
+            return _stopped_by_signal(exc)
     _print_end(result, session.space)
     return 0
 
