@@ -522,7 +522,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "objectives": config.objectives, "budget": config.budget, "evaluated": evaluated, "trained": trained, "counts": counts,
                 "state": state, "writer_pid": writer.pid if writer.alive else None, "stopped": None if state == "running" else stopped,
                 "resume": resume_hint, "elapsed_s": elapsed, "hypervolume": hv,
-                **({"scheduler": config.scheduler, "rungs": rung_summary(rungs, config.eta)} if rungs else {}),
+                **({"scheduler": config.scheduler, "rungs": rung_summary(rungs, config.eta, store.meta("ladders"))} if rungs else {}),
                 "running": [{"id": c.id, "worker": c.worker, "since": c.started} for c in running] if writer.alive else [],
                 "to_evaluate_again": [c.id for c in running] if not writer.alive else [],
                 "front": [{"id": c.id, "key": c.key, "objectives": dict(zip(config.objectives, c.objectives or ())), "metrics": c.metrics,
@@ -557,7 +557,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"last failure #{last.id}: {last.error}")
         if rungs:
             print(f"\nrungs ({config.scheduler}, eta {config.eta}; nas status RUN --candidate ID shows one candidate's rungs and why it stopped)")
-            print(rung_table(rungs, config.eta))
+            print(rung_table(rungs, config.eta, store.meta("ladders")))
         print()
         print(front_table(store, space, objectives, limit=args.limit))
     return 0

@@ -2,7 +2,8 @@
 
     <run>/report/pareto.png     the objectives' trade-off: every feasible candidate, the front, the pick
     <run>/report/progress.png   best-so-far and hypervolume over the evaluations, failures marked
-    <run>/report/index.html     summary, both plots (embedded), the front, the top 20, the failures
+    <run>/report/index.html     summary, both plots (embedded), the front, the top 20, the rungs
+                                (with a scheduler), the failures
 
 The run is opened read-only, so a report can be made while a search is still writing the run.
 Plots use matplotlib's object API (`matplotlib.figure.Figure`), never pyplot: no display, no
@@ -424,6 +425,55 @@ def _failure_table(fails: Sequence[Any], space: Any) -> str:
     return "\n".join(rows)
 
 
+MAX_RUNG_CANDIDATES = 2000  # candidates whose rung history the report lists (the rest: nas status RUN --candidate ID)
+
+
+def _rung_section(store: Any, config: Any) -> list[str]:
+    """The report's "Rungs" section for a run with a scheduler ([] without one): per (bracket,
+    rung) how many candidates reached it, finished, went on, the promotion cutoff and the last
+    candidate inside it; then every trained candidate's rungs and why it went no further (what
+    `nas status RUN` and `nas status RUN --candidate ID` show)."""
+    from .schedulers import describe_cutoff, describe_why, read_rungs, rung_summary
+
+    rows = read_rungs(store)
+    if not rows:
+        return []
+    eta = int(getattr(config, "eta", 3) or 3)
+    summary = rung_summary(rows, eta, store.meta("ladders"))
+    parts = [f'<h2>Rungs <span class="note">({_e(getattr(config, "scheduler", "-"))}, eta {eta}: a candidate goes on to the next rung '
+             f"when it ranks in the top floor(n / eta) of the n finished at its rung)</span></h2>"]
+    head = ["bracket", "rung", "epochs", "reached", "finished", "in flight", "promoted", "cutoff (top)"]
+    parts.append("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + '<th class="l">last inside the cutoff</th></tr></thead><tbody>')
+    for r in summary:
+        cells = [r["bracket"], r["rung"], r["epochs"], r["reached"], r["finished"], r["in_flight"], r["promoted"],
+                 "-" if r["cutoff"] is None else r["cutoff"]]
+        last = "top rung" if r["top"] else describe_cutoff(r["cutoff_at"])
+        parts.append("<tr>" + "".join(f"<td>{_e(x)}</td>" for x in cells) + f'<td class="l">{_e(last)}</td></tr>')
+    parts.append("</tbody></table>")
+    by: dict[int, list[Any]] = {}
+    for r in rows:
+        by.setdefault(r.cid, []).append(r)
+    ids = sorted(by)
+    parts.append(f'<h3>Candidates\' rungs <span class="note">({len(ids)} trained; accuracy is the validation accuracy at the end of '
+                 "each rung)</span></h3>")
+    parts.append('<table><thead><tr><th>id</th><th>bracket</th><th class="l">rungs</th><th class="l">why it went no further</th></tr></thead><tbody>')
+    for cid in ids[:MAX_RUNG_CANDIDATES]:
+        hist = sorted(by[cid], key=lambda r: r.rung)
+        steps = " &rarr; ".join(_e(f"{h.epochs} ep " + (_fmt(h.accuracy, ".4f") if h.state == "complete" else h.state)) for h in hist)
+        last = hist[-1]
+        if last.state in ("running", "paused"):
+            why = f"rung {last.rung} {last.state}"
+        elif last.why:
+            why = describe_why(last.why)
+        else:
+            why = "may still be promoted (the search has not finished)"
+        parts.append(f'<tr id="rungs-{cid}"><td>{cid}</td><td>{last.bracket}</td><td class="l">{steps}</td><td class="l">{_e(why)}</td></tr>')
+    parts.append("</tbody></table>")
+    if len(ids) > MAX_RUNG_CANDIDATES:
+        parts.append(f'<p class="note">... and {len(ids) - MAX_RUNG_CANDIDATES} more: <code>nas status RUN --candidate ID</code>.</p>')
+    return parts
+
+
 def _html(run: Path, store: Any, config: Any, space: Any, objectives: Sequence[Objective], cands: Sequence[Any],
           pngs: dict[str, bytes]) -> str:
     from . import __version__
@@ -519,6 +569,8 @@ def _html(run: Path, store: Any, config: Any, space: Any, objectives: Sequence[O
         top = sorted(pool, key=lambda c: (-c.objectives[0] if first.direction == "max" else c.objectives[0], c.id))[:TOP]
         parts.append(f'<h2>Top {len(top)} by {_e(first.name)} <span class="note">(of {len(pool)} distinct feasible candidates)</span></h2>')
         parts.append(_cand_table(top, space, front_ids=front_ids if m > 1 else None, pick_id=chosen.id if chosen is not None else None))
+
+    parts.extend(_rung_section(store, config))
 
     fails = [c for c in evals if c.state in ("failed", "infeasible")]
     parts.append(f"<h2>Failures <span class=\"note\">({by_state['failed']} failed, {by_state['infeasible']} infeasible)</span></h2>")

@@ -494,7 +494,8 @@ class ScheduledSearch:
         inflight: dict[int, tuple[Candidate, Any, StoredRung, float]] = {}
         sigterm = threading.current_thread() is threading.main_thread()
         old_handler = signal.signal(signal.SIGTERM, _on_sigterm) if sigterm else None
-        store.set_metas({"stopped": None, "elapsed": s._elapsed0, "elapsed_at": time.time(), "writer_pid": os.getpid()})
+        store.set_metas({"stopped": None, "elapsed": s._elapsed0, "elapsed_at": time.time(), "writer_pid": os.getpid(),
+                         "ladders": [list(b) for b in self.ladders]})  # what status and the report show
         store.batch = True
         s._open_bar()
         try:
@@ -705,10 +706,36 @@ def delete_all_checkpoints(run: Any) -> None:
     shutil.rmtree(Path(run) / "checkpoints", ignore_errors=True)
 
 
-# -- what `nas status` shows ------------------------------------------------------------------
-def rung_summary(rows: Sequence[StoredRung], eta: int) -> list[dict[str, Any]]:
+# -- what `nas status` and the report show ----------------------------------------------------
+def cutoff_at(results: Sequence[RungResult], eta: int) -> dict[str, Any] | None:
+    """Where a rung's promotion cutoff lies now: the last candidate inside the top
+    `floor(n / eta)` of its `n` finished results (its id, accuracy and, with several objectives,
+    its non-dominated front, 1-based). With one objective a result is promoted when its accuracy
+    ranks above that one's; with several, every feasible result of the earlier fronts is inside.
+    None while the cutoff is 0 (fewer than eta results) or nothing inside it is feasible."""
+    k = cutoff(len(results), eta)
+    order = rank_rung(results)[:k]
+    by = {r.cid: r for r in results}
+    inside = [c for c in order if by[c].ok]
+    if not inside:
+        return None
+    last = by[inside[-1]]
+    out: dict[str, Any] = {"cid": last.cid, "accuracy": last.accuracy}
+    ok = [r for r in results if r.ok]
+    if any(r.cheap for r in ok):
+        F = np.array([(-r.accuracy, *r.cheap) for r in ok], dtype=float)  # type: ignore[operator]
+        for f, front in enumerate(pareto.nondominated_sort(F)):
+            if any(ok[i].cid == last.cid for i in front):
+                out["front"] = f + 1
+                break
+    return out
+
+
+def rung_summary(rows: Sequence[StoredRung], eta: int, ladders: Sequence[Sequence[int]] | None = None) -> list[dict[str, Any]]:
     """Per (bracket, rung): its epochs, candidates that reached it, finished, running or paused,
-    went on to the next rung, and the promotion cutoff (the top floor(n / eta) of n finished)."""
+    went on to the next rung, the promotion cutoff (the top floor(n / eta) of n finished) and
+    where it lies (`cutoff_at`: the last candidate inside it). With the run's `ladders` (its meta
+    `ladders`), a bracket's top rung says `top: True` and has no cutoff (nothing goes on)."""
     groups: dict[tuple[int, int], list[StoredRung]] = {}
     for r in rows:
         groups.setdefault((r.bracket, r.rung), []).append(r)
@@ -716,18 +743,30 @@ def rung_summary(rows: Sequence[StoredRung], eta: int) -> list[dict[str, Any]]:
     out = []
     for (b, k), group in sorted(groups.items()):
         done = [r for r in group if r.state in ("complete", "failed")]
+        results = [r.as_row().result for r in done]
+        top = ladders is not None and b < len(ladders) and k + 1 >= len(ladders[b])
         out.append({"bracket": b, "rung": k, "epochs": group[0].epochs, "reached": len(group), "finished": len(done),
-                    "in_flight": len(group) - len(done), "promoted": sum((r.cid, k + 1) in onward for r in group),
-                    "cutoff": cutoff(len(done), eta)})
+                    "in_flight": len(group) - len(done), "promoted": sum((r.cid, k + 1) in onward for r in group), "top": top,
+                    "cutoff": None if top else cutoff(len(done), eta),
+                    "cutoff_at": None if top else cutoff_at(results, eta)})  # type: ignore[arg-type]
     return out
 
 
-def rung_table(rows: Sequence[StoredRung], eta: int) -> str:
+def describe_cutoff(at: Mapping[str, Any] | None) -> str:
+    """`cutoff_at` in words: "#12 0.9412" (one objective), "#12 0.9412 front 2" (several)."""
+    if not at:
+        return "-"
+    acc = at.get("accuracy")
+    return f"#{at['cid']} {acc:.4f}" + (f" front {at['front']}" if "front" in at else "")
+
+
+def rung_table(rows: Sequence[StoredRung], eta: int, ladders: Sequence[Sequence[int]] | None = None) -> str:
     from .textfmt import table
 
-    summary = rung_summary(rows, eta)
-    body = [[s["bracket"], s["rung"], s["epochs"], s["reached"], s["finished"], s["in_flight"], s["promoted"], s["cutoff"]] for s in summary]
-    return table(body, ["bracket", "rung", "epochs", "reached", "finished", "in flight", "promoted", "cutoff"], "rrrrrrrr")
+    summary = rung_summary(rows, eta, ladders)
+    body = [[s["bracket"], s["rung"], s["epochs"], s["reached"], s["finished"], s["in_flight"], s["promoted"], s["cutoff"],
+             "top rung" if s["top"] else describe_cutoff(s["cutoff_at"])] for s in summary]
+    return table(body, ["bracket", "rung", "epochs", "reached", "finished", "in flight", "promoted", "cutoff", "last inside cutoff"], "rrrrrrrrl")
 
 
 def candidate_history(rows: Sequence[StoredRung], cid: int) -> list[dict[str, Any]]:
