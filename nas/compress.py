@@ -295,7 +295,8 @@ class _Job:
             info["teacher"] = teacher.id
             info["temperature"] = cfg.distill_temperature
             info["alpha"] = cfg.distill_alpha
-        result = fit(student, self.evaluator.data, cfg, teacher=teacher_net)
+        result = fit(student, self.evaluator.data, cfg, teacher=teacher_net,
+                     on_epoch=lambda r: self.say(f"  epoch {r['epoch']}/{epochs}: val acc {r['val_accuracy']:.4f}"))
         new_state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
         student.cpu().eval()
         info["net"] = spec

@@ -372,3 +372,65 @@ def test_taylor_importance_prunes_by_gradient_times_weight() -> None:
     small = Network(p.spec)
     small.load_state_dict(p.state)
     assert small(x).shape == (32, 10) and p.groups > 0
+
+
+def _compress_until(run: Path, argv: list[str], marker: str | None, timeout: float = 120.0) -> tuple[int, str]:
+    """`python -m nas compress RUN ARGV` in its own process; with a `marker`, SIGKILLed as soon as
+    a line of its output contains it (the output is unbuffered). Returns (exit code, output)."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "nas", "compress", str(run), *argv], env=python_env(PYTHONUNBUFFERED="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if marker is not None and marker in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, "".join(lines)
+
+
+@pytest.mark.slow
+def test_sigkilled_compression_redoes_only_the_unfinished_step(tmp_path: Path) -> None:
+    """A real `kill -9` of `nas compress` during the fine-tune, then during int8; each rerun of
+    the same command keeps what finished (same candidate, same record) and completes the rest."""
+    run = tmp_path / "run"
+    nas.search(SearchSpace.from_dict(TINY), data="digits", strategy="random", budget=1, run=run, progress=False, seed=3, max_epochs=1)
+    n = _count(run)
+    argv = ["--pick", "1", "--prune", "0.4", "--quantize", "int8", "--epochs", "12"]
+    # 1. killed in the fine-tune, after its first epoch: nothing is recorded, the run is not left locked
+    code, out = _compress_until(run, argv, "epoch 1/12")
+    assert code == -9, out
+    assert "pruned 0.4 of #1, fine-tuned 12 epochs ..." in out
+    assert _count(run) == n
+    # 2. the same command, killed in the int8 step: the fine-tune is recorded, int8 is not
+    code, out = _compress_until(run, argv, "int8 of #")
+    assert code == -9, out
+    assert "epoch 12/12" in out and "done before" not in out
+    with RunStore.open(run) as store:
+        cands = store.candidates()
+    assert len(cands) == n + 1
+    tuned = cands[-1]
+    assert tuned.state == "complete" and tuned.derived_from == 1 and tuned.derivation == "pruned 0.4 of #1, fine-tuned 12 epochs"
+    assert not _int8_file(run, tuned.id).exists()
+    # 3. the same command again: the fine-tune is kept (no epoch trained), int8 completes once
+    code, out = _compress_until(run, argv, None)
+    assert code == 0, out
+    assert f"#{tuned.id} pruned 0.4 of #1, fine-tuned 12 epochs: done before, kept" in out and "epoch 1/12" not in out
+    with RunStore.open(run) as store:
+        cands = store.candidates()
+        weights = store.load_weights(tuned.id)
+    assert len(cands) == n + 2 and len({c.key for c in cands}) == len(cands)
+    again, q = cands[-2], cands[-1]
+    assert (again.id, again.key, again.metrics, again.test) == (tuned.id, tuned.key, tuned.metrics, tuned.test)
+    assert q.state == "complete" and q.derived_from == tuned.id and q.derivation == f"int8 of #{tuned.id}"
+    assert _int8_file(run, q.id).exists() and compressed(q).int8
+    net = Network(compressed(again).net)
+    net.load_state_dict(weights)  # the recorded weights are whole
