@@ -37,17 +37,22 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from nas import pareto  # noqa: E402
+from nas.errors import UsageError  # noqa: E402
 from nas.evaluators import TrainingEvaluator  # noqa: E402
+from nas.objectives import parse_constraints  # noqa: E402
 from nas.runs import SearchConfig, space_config  # noqa: E402
 from nas.search import seed_for, start  # noqa: E402
 from nas.space import load_space  # noqa: E402
+from nas.train import resolve_device  # noqa: E402
 
 METHODS = ("none", "asha", "hyperband")
 
 
 def run_nas(space: Any, data: str, evaluator: TrainingEvaluator, scheduler: str, objectives: list[str], seconds: float,
-            seed: int, epochs: int, min_epochs: int, eta: int, folder: Path, device: str = "cpu") -> dict[str, Any]:
+            seed: int, epochs: int, min_epochs: int, eta: int, folder: Path, device: str = "cpu",
+            constraints: dict[str, float] | None = None) -> dict[str, Any]:
     config = SearchConfig(space=space_config(space), data=data, objectives=objectives, budget=None, time_budget=seconds, seed=seed,
+                          constraints=dict(constraints or {}),
                           device=device, train={"max_epochs": epochs}, scheduler=scheduler,
                           min_epochs=min_epochs if scheduler != "none" else 1, eta=eta if scheduler != "none" else 3)
     t0 = time.monotonic()
@@ -63,12 +68,14 @@ def run_nas(space: Any, data: str, evaluator: TrainingEvaluator, scheduler: str,
             test = evaluator.test(session.space, session.space.make(best.arch), session.store.load_weights(best.weights_id))["test_accuracy"]
         points = [(c.metrics["val_accuracy"], c.metrics["params"]) for c in done]
         return {"trained": len(trained), "epochs": sum(int(c.metrics.get("epochs") or 0) for c in trained),
-                "val": best.metrics["val_accuracy"] if best else float("nan"), "test": test, "points": points, "wall": wall}
+                "val": best.metrics["val_accuracy"] if best else float("nan"), "test": test, "points": points, "wall": wall,
+                "point_epochs": [int(c.metrics.get("epochs") or 0) for c in done]}
     finally:
         session.store.close()
 
 
-def run_optuna(space: Any, evaluator: TrainingEvaluator, seconds: float, seed: int, epochs: int, min_epochs: int, eta: int) -> dict[str, Any]:
+def run_optuna(space: Any, evaluator: TrainingEvaluator, seconds: float, seed: int, epochs: int, min_epochs: int, eta: int,
+               constraints: dict[str, float] | None = None) -> dict[str, Any]:
     import random
 
     import optuna
@@ -100,7 +107,9 @@ def run_optuna(space: Any, evaluator: TrainingEvaluator, seconds: float, seed: i
                 pruned.append(record)
                 raise optuna.TrialPruned()
 
-        ev = evaluator.evaluate(space, arch, seed=seed_for(seed, arch.key), on_epoch=on_epoch, deadline=deadline)
+        ev = evaluator.evaluate(space, arch, seed=seed_for(seed, arch.key), constraints=constraints, on_epoch=on_epoch, deadline=deadline)
+        if ev.status == "infeasible":
+            return float("nan")  # broke a constraint known before training: not trained (as in nas's search)
         entry = {"arch": arch, "state": ev.state, "params": ev.metrics.get("params")}
         if pruned:
             entry.update(epochs=pruned[-1]["epoch"], val=max(seen))  # the best epoch so far, as fit reports it
@@ -146,6 +155,12 @@ def mean(values: list[float]) -> float:
     return statistics.fmean(vals) if vals else float("nan")
 
 
+def times(values: list[float], base: list[float]) -> str:
+    """The ratio of the means, 2 decimals ("-" when the base's mean is 0 or undefined)."""
+    a, b = mean(values), mean(base)
+    return f"{a / b:.2f}" if b and not math.isnan(a) and not math.isnan(b) else "-"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="mlp:digits", help="space:data pairs, comma-separated (default mlp:digits)")
@@ -158,29 +173,43 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="training device: cpu (default) or cuda")
     ap.add_argument("--modes", default="both", choices=("one", "two", "both"),
                     help="the nas methods with one objective (accuracy), two (accuracy, params) or both (default)")
+    ap.add_argument("--methods", default="none,asha,hyperband", help="the nas methods to run (default none,asha,hyperband)")
+    ap.add_argument("--constraints", default="", help="constraints on every method's candidates, e.g. flops<=2m (checked before training;"
+                    " a violating candidate is not trained)")
+    ap.add_argument("--json", type=Path, help="also write every run (its points included) to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    try:
+        resolve_device(args.device)  # one clear line for a device that is not there, before any run
+        constraints = parse_constraints([args.constraints]) if args.constraints else {}
+    except UsageError as exc:
+        ap.exit(2, f"multifidelity.py: {exc}\n")
     print(f"# multifidelity: {args.seconds:g} s per run, seeds {args.seeds}, max epochs {args.epochs}, rungs from {args.min_epochs} by eta {args.eta},"
-          f" device {args.device} (1 CPU thread), torch {torch.__version__}"
+          f" device {args.device} (1 CPU thread), torch {torch.__version__}" + (f", constraints {args.constraints}" if constraints else "")
           + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""), flush=True)
+    everything: dict[str, Any] = {}
     for task in args.tasks.split(","):
         space_name, data = task.split(":")
         space = load_space(space_name)
         evaluator = TrainingEvaluator(data, device=args.device, max_epochs=args.epochs)
         space = evaluator.fit_space(space)
         runs: dict[str, list[dict[str, Any]]] = {}
-        methods = ([(m, ["accuracy"]) for m in METHODS] if args.modes != "two" else []) + \
-            ([(m, ["accuracy", "params"]) for m in METHODS] if args.modes != "one" else [])
+        chosen = [m for m in args.methods.split(",") if m]
+        if any(m not in METHODS for m in chosen):
+            ap.error(f"--methods: each of {', '.join(METHODS)}, got {args.methods!r}")
+        methods = ([(m, ["accuracy"]) for m in chosen] if args.modes != "two" else []) + \
+            ([(m, ["accuracy", "params"]) for m in chosen] if args.modes != "one" else [])
         with tempfile.TemporaryDirectory() as tmp:
             for seed in range(args.seeds):
                 for method, objectives in methods:
                     name = f"{method} ({'acc' if len(objectives) == 1 else 'acc,params'})"
-                    out = run_nas(space, data, evaluator, method, objectives, args.seconds, seed, args.epochs, args.min_epochs, args.eta, Path(tmp), args.device)
+                    out = run_nas(space, data, evaluator, method, objectives, args.seconds, seed, args.epochs, args.min_epochs, args.eta, Path(tmp), args.device,
+                                  constraints)
                     runs.setdefault(name, []).append(out)
                     print(f"  {task} seed {seed} {name}: {out['trained']} trained, {out['epochs']} epochs, best val {out['val']:.4f}"
                           f" test {out['test'] if out['test'] is None else round(out['test'], 4)}, {out['wall']:.1f} s", flush=True)
                 if not args.no_optuna:
-                    out = run_optuna(space, evaluator, args.seconds, seed, args.epochs, args.min_epochs, args.eta)
+                    out = run_optuna(space, evaluator, args.seconds, seed, args.epochs, args.min_epochs, args.eta, constraints)
                     runs.setdefault("optuna tpe+hyperband (acc)", []).append(out)
                     print(f"  {task} seed {seed} optuna: {out['trained']} trained, {out['epochs']} epochs, best val {out['val']:.4f}"
                           f" test {out['test'] if out['test'] is None else round(out['test'], 4)}, {out['wall']:.1f} s", flush=True)
@@ -196,19 +225,25 @@ def main() -> None:
         for name, rs in runs.items():
             print(f"{name:<28} {spread([r['trained'] for r in rs]):>16} {spread([r['epochs'] for r in rs]):>18} {spread([r['val'] for r in rs]):>18}"
                   f" {spread([r['test'] for r in rs]):>18} {spread([r['hv'] for r in rs]):>18} {spread([r['wall'] for r in rs]):>14}")
+        print("\nhypervolume per seed: " + "; ".join(f"{name} " + " ".join(f"{r['hv']:.4f}" for r in rs) for name, rs in runs.items()))
+        if args.json is not None:
+            import json
+
+            everything.setdefault(task, {}).update({name: [{k: v for k, v in r.items()} for r in rs] for name, rs in runs.items()})
+            args.json.write_text(json.dumps(everything, indent=1, default=float))
         print("\nratios (means): candidates trained x, best test accuracy difference in points, hypervolume x")
         for objectives in [o for o in ("acc", "acc,params") if f"none ({o})" in runs]:
             base = runs[f"none ({objectives})"]
-            for m in ("asha", "hyperband"):
+            for m in [m for m in ("asha", "hyperband") if f"{m} ({objectives})" in runs]:
                 rs = runs[f"{m} ({objectives})"]
-                print(f"  {m} ({objectives}) vs none ({objectives}): trained x{mean([r['trained'] for r in rs]) / mean([r['trained'] for r in base]):.2f},"
+                print(f"  {m} ({objectives}) vs none ({objectives}): trained x{times([r['trained'] for r in rs], [r['trained'] for r in base])},"
                       f" test {100 * (mean([r['test'] for r in rs]) - mean([r['test'] for r in base])):+.2f} points,"
                       f" hypervolume x{mean([r['hv'] for r in rs]) / max(mean([r['hv'] for r in base]), 1e-12):.3f}")
         if "optuna tpe+hyperband (acc)" in runs and "none (acc)" in runs:
             peer = runs["optuna tpe+hyperband (acc)"]
-            for m in ("none", "asha", "hyperband"):
+            for m in [m for m in METHODS if f"{m} (acc)" in runs]:
                 rs = runs[f"{m} (acc)"]
-                print(f"  {m} (acc) vs optuna: trained x{mean([r['trained'] for r in rs]) / mean([r['trained'] for r in peer]):.2f},"
+                print(f"  {m} (acc) vs optuna: trained x{times([r['trained'] for r in rs], [r['trained'] for r in peer])},"
                       f" best val {100 * (mean([r['val'] for r in rs]) - mean([r['val'] for r in peer])):+.2f} points,"
                       f" test {100 * (mean([r['test'] for r in rs]) - mean([r['test'] for r in peer])):+.2f} points,"
                       f" hypervolume x{mean([r['hv'] for r in rs]) / max(mean([r['hv'] for r in peer]), 1e-12):.3f}")

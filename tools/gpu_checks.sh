@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 3 and 7, for a lent GPU machine (Python 3.12 with CUDA torch, no
+# The GPU checks of issues 3, 7 and 13, for a lent GPU machine (Python 3.12 with CUDA torch, no
 # network). Fetch deap and mlxtend wheels first with ../shared/tools/gpu-wheels (they land in
 # .whl/), take .whl along, and run from the repo root:
 #
 #   bash tools/gpu_checks.sh 1    # gpu-marked tests, CUDA latency (eager and graph), trainer_speed
 #   bash tools/gpu_checks.sh 2    # gpu tests, parallel_workers (1 vs 4 workers), a 4-worker `nas search`, NB201 speed
+#   bash tools/gpu_checks.sh mf   # issue 13: benchmarks/multifidelity.py on cnn:mnist5k with --device cuda, under 5 min;
+#                                 # its table goes to benchmarks/results/multifidelity_gpu.txt (and $OUT)
 #
 # Logs go to $OUT (or /tmp/gpu-checks) as well as to the terminal.
 set -u
@@ -28,6 +30,19 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, log to $out/NAME.lo
   timeout "$limit" "$@" > >(tee "$out/$name.log") 2>&1
   echo "=== $name: exit $? after $((SECONDS - t0)) s"
 }
+
+if [ "$stage" = mf ]; then
+  # 2 seeds x (3 methods x 2 objective sets + Optuna) x 15 s = 210 s of runs, plus loading and testing the picks.
+  # Optuna is the peer when its wheel was brought along (.whl/); without it the nas methods run alone.
+  peer=""
+  python3 -c "import optuna" 2>/dev/null || peer="--no-optuna"
+  step multifidelity_gpu 290 python3 benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 15 --seeds 2 --epochs 9 $peer
+  mkdir -p benchmarks/results
+  { echo "# command: python3 benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 15 --seeds 2 --epochs 9 $peer   (bash tools/gpu_checks.sh mf)"
+    cat "$out/multifidelity_gpu.log"; } > benchmarks/results/multifidelity_gpu.txt
+  cp benchmarks/results/multifidelity_gpu.txt "$out/"
+  exit 0
+fi
 
 if [ "$stage" = 1 ]; then
   step gpu_tests 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_train.py tests/test_measure.py
