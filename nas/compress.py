@@ -89,18 +89,25 @@ def _state_bytes(state: Mapping[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+def complete_candidate(store: RunStore, cid: int | str, need: str, what: str | None = None) -> Candidate:
+    """Candidate `cid` of the run, which must be complete: a UsageError otherwise, ending in
+    `need` (`--pick takes a complete candidate`), the option `what` named when it is missing.
+    `nas compress` and `nas export` pick by id through this."""
+    cand = store.candidate(int(cid))
+    if cand is None:
+        raise UsageError(f"{store.path}: no candidate {cid} in this run" + (f" ({what})" if what else ""))
+    if cand.state != "complete":
+        why = f" ({cand.error})" if cand.error else ""
+        raise UsageError(f"{store.path}: candidate {cid} is {cand.state}{why}; {need}")
+    return cand
+
+
 def _pick(store: RunStore, objectives: list[Any], pick: str, what: str = "--pick") -> Candidate:
     from . import objectives as objmod
 
     pick = str(pick)
     if pick.isdigit():
-        cand = store.candidate(int(pick))
-        if cand is None:
-            raise UsageError(f"{store.path}: no candidate {pick} in this run ({what})")
-        if cand.state != "complete":
-            why = f" ({cand.error})" if cand.error else ""
-            raise UsageError(f"{store.path}: candidate {pick} is {cand.state}{why}; {what} takes a complete candidate")
-        return cand
+        return complete_candidate(store, pick, f"{what} takes a complete candidate", what)
     if pick not in objmod.PICKS:
         raise UsageError(f"{what} takes {', '.join(objmod.PICKS)} or a candidate id, got {pick!r}")
     # a rule picks among the search's own candidates, so that the same command picks the same

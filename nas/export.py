@@ -41,13 +41,9 @@ FILE_NAMES = {"arch": "arch.json", "weights": "weights.pt", "model": "model.py",
 
 def _pick(store: Any, objectives: list[Any], pick: str, max_params: float | None, max_latency_ms: float | None) -> Candidate:
     if pick.isdigit():
-        cand = store.candidate(int(pick))
-        if cand is None:
-            raise UsageError(f"{store.path}: no candidate {pick} in this run")
-        if cand.state != "complete":
-            why = f" ({cand.error})" if cand.error else ""
-            raise UsageError(f"{store.path}: candidate {pick} is {cand.state}{why}; only complete candidates can be exported")
-        return cand
+        from .compress import complete_candidate
+
+        return complete_candidate(store, pick, "only complete candidates can be exported")
     return objmod.pick(store.candidates(["complete"]), objectives, pick, max_params=max_params, max_latency_ms=max_latency_ms)
 
 
