@@ -1,6 +1,6 @@
 """Compression after the search, side by side: float, pruned, distilled, int8, on this CPU.
 
-    python benchmarks/compression.py [--budget 4] [--epochs 3] [--ft-epochs 2] [--seeds 3] [--max-flops 4e6] [--run-dir DIR]
+    python benchmarks/compression.py [--budget 4] [--epochs 10] [--ft-epochs 8] [--seeds 3] [--grid-seeds 2] [--max-flops 4e6] [--run-dir DIR]
 
 A cnn search on mnist5k (NSGA-II on accuracy and parameters, networks of at most --max-flops
 multiply-accumulates, training fixed to Adam lr 0.003 so that every network trains in the few
@@ -12,8 +12,14 @@ int8 of the float pick, int8 of the pruned + KD network. Every variant is record
 process, batch 1 and 1 thread, every variant of a pick alternately 5 times (the lowest median
 of each is kept: other work on the machine only adds time), so the ratios compare like with
 like. Then: KD against no KD for the same pruned student over `--seeds` seeds, and the
-temperature / alpha sweep that chose the defaults (selected on validation accuracy, test
-accuracy printed beside it). Ends with the acceptance checks of issue 14.
+temperature / alpha sweep behind the defaults of `nas compress --distill` (`TrainConfig`'s
+distill_temperature and distill_alpha; selected on validation accuracy, test accuracy printed
+beside it; alpha 0 is the fine-tune without KD). Ends with the acceptance checks of issue 14.
+
+Distillation only helps when the teacher knows more than the student can learn from the labels
+in the fine-tune's epochs: with candidates trained 5 epochs (a teacher at 93.6 % test accuracy,
+93.8 % on its own training data) every KD setting was below plain fine-tuning, so the searches
+here train each candidate its space's full 10 epochs.
 """
 
 from __future__ import annotations
@@ -78,6 +84,19 @@ def _latencies(nets: list[torch.nn.Module], shape: tuple[int, ...], rounds: int 
     return best
 
 
+def train_accuracy(run: Path, cid: int) -> float:
+    """A candidate's accuracy on the training split it learnt from (how much a teacher's soft
+    targets on those images can be trusted)."""
+    from nas.data import load_dataset
+    from nas.train import DeviceData, evaluate
+
+    with nas.open_run(run) as opened:
+        net = _net(opened.store, opened.space, opened.store.candidate(cid))
+        config = opened.config
+    data = DeviceData(load_dataset(config.data, seed=config.data_seed, data_dir=config.data_dir, download=False), "cpu")
+    return evaluate(net, data, "train")[1]
+
+
 def pick_table(run: Path, title: str, float_id: int, variants: list[tuple[str, int]]) -> dict[str, dict[str, float]]:
     with nas.open_run(run) as opened:
         store, space = opened.store, opened.space
@@ -101,6 +120,10 @@ def pick_table(run: Path, title: str, float_id: int, variants: list[tuple[str, i
     return out
 
 
+#: the temperature / alpha sweep: the default (T 4, alpha 0.5), a lower temperature, a lighter and a heavier teacher term
+GRID = ((2.0, 0.5), (4.0, 0.25), (4.0, 0.5), (4.0, 0.9))
+
+
 def variants(run: Path, pick: int, ft: int, log: object) -> list[tuple[str, int]]:
     out = []
     p3 = compress(run, pick=str(pick), prune=0.3, epochs=ft, log=log)[-1]
@@ -119,9 +142,10 @@ def variants(run: Path, pick: int, ft: int, log: object) -> list[tuple[str, int]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=int, default=4, help="cnn search budget (the resnet search gets a quarter, at least 2)")
-    ap.add_argument("--epochs", type=int, default=3, help="training epochs per search candidate")
-    ap.add_argument("--ft-epochs", type=int, default=2, help="fine-tuning epochs after pruning")
+    ap.add_argument("--epochs", type=int, default=10, help="training epochs per search candidate")
+    ap.add_argument("--ft-epochs", type=int, default=8, help="fine-tuning epochs after pruning")
     ap.add_argument("--seeds", type=int, default=3, help="seeds of the KD against no-KD comparison")
+    ap.add_argument("--grid-seeds", type=int, default=2, help="seeds of the T / alpha sweep (the first of --seeds)")
     ap.add_argument("--max-flops", type=float, default=4e6, help="search constraint: larger networks are recorded infeasible, untrained")
     ap.add_argument("--run-dir", help="where the runs go (default a temporary directory)")
     ap.add_argument("--quiet", action="store_true", help="do not print each compression step")
@@ -161,7 +185,9 @@ def main() -> None:
         results[title] = pick_table(run, title, pid, variants(run, pid, args.ft_epochs, log))
 
     # KD against no KD: the same pruned student, the same epochs, several seeds
-    print(f"\nKD against no KD: cnn best-accuracy #{best.id} pruned 0.5, {args.ft_epochs} epochs, teacher #{best.id} (best-accuracy)")
+    print(f"\nKD against no KD: cnn best-accuracy #{best.id} pruned 0.5, {args.ft_epochs} epochs, teacher #{best.id} (best-accuracy: "
+          f"val {best.metrics['val_accuracy']:.4f}, test {best.test['test_accuracy']:.4f}, "
+          f"on its own training images {train_accuracy(cnn_run, best.id):.4f})")
     rows, kd_t, no_t, kd_v, no_v = [], [], [], [], []
     for seed in range(args.seeds):
         a = compress(cnn_run, pick=str(best.id), prune=0.5, epochs=args.ft_epochs, seed=seed, log=None)[-1]
@@ -174,15 +200,29 @@ def main() -> None:
                  f"{statistics.mean(kd_t):.4f}", f"{(statistics.mean(kd_t) - statistics.mean(no_t)) * 100:+.2f}"])
     print(table(rows, ["seed", "val no KD", "val KD", "test no KD", "test KD", "KD - no KD pt"], "rrrrrr"))
     margin = (statistics.mean(kd_t) - statistics.mean(no_t)) * 100
+    margin_v = (statistics.mean(kd_v) - statistics.mean(no_v)) * 100
 
     # the defaults: temperature and alpha on validation accuracy
-    print(f"\nDistillation settings (same student and teacher, seed 0), chosen on validation accuracy:")
-    rows = []
-    for T, alpha in ((1.0, 0.9), (2.0, 0.9), (4.0, 0.9), (4.0, 0.5)):
-        c = compress(cnn_run, pick=str(best.id), prune=0.5, distill="best-accuracy", epochs=args.ft_epochs, temperature=T, alpha=alpha,
-                     seed=0, log=None)[-1]
-        rows.append([f"{T:g}", f"{alpha:g}", f"{c.metrics['val_accuracy']:.4f}", f"{c.test['test_accuracy']:.4f}"])
-    print(table(rows, ["T", "alpha", "val acc", "test acc"], "rrrr"))
+    from nas.train import TrainConfig
+
+    default = (TrainConfig.distill_temperature, TrainConfig.distill_alpha)
+    seeds = list(range(min(args.grid_seeds, args.seeds)))
+    print(f"\nDistillation settings (same student and teacher, {args.ft_epochs} epochs, mean over seeds {', '.join(map(str, seeds))}), "
+          f"chosen on validation accuracy; alpha 0 is the fine-tune without KD; * marks nas compress's default "
+          f"(T {default[0]:g}, alpha {default[1]:g}):")
+    rows, grid = [], []
+    for T, alpha in ((None, 0.0),) + GRID:
+        cs = [compress(cnn_run, pick=str(best.id), prune=0.5, distill=None if T is None else "best-accuracy", epochs=args.ft_epochs,
+                       temperature=T, alpha=None if T is None else alpha, seed=seed, log=None)[-1] for seed in seeds]  # seen above: kept
+        grid.append((T, alpha, statistics.mean(c.metrics["val_accuracy"] for c in cs), statistics.mean(c.test["test_accuracy"] for c in cs),
+                     [c.metrics["val_accuracy"] for c in cs]))
+    top = max((g for g in grid if g[0] is not None), key=lambda g: (g[2], g[3]))
+    for T, alpha, val, test, vals in grid:
+        mark = "*" if (T, alpha) == default else ""
+        rows.append(["-" if T is None else f"{T:g}{mark}", f"{alpha:g}", f"{val:.4f}", f"{test:.4f}", " ".join(f"{v:.4f}" for v in vals),
+                     "best KD" if (T, alpha) == top[:2] else ""])
+    print(table(rows, ["T", "alpha", "val acc", "test acc", "val acc by seed", ""], "rrrrll"))
+    best_default = top[0] == default[0] and top[1] == default[1]
 
     print("\nAcceptance (issue 14):")
     for title in ("cnn knee", "cnn best-accuracy"):
@@ -190,14 +230,16 @@ def main() -> None:
         if r is None:
             continue
         q = r["int8"]
-        drop = (r["float"]["test"] - q["test"]) * 100
-        print(f"  {title}: int8 {q['speedup']:.2f}x faster (>= 1.5: {'yes' if q['speedup'] >= 1.5 else 'NO'}), "
-              f"test accuracy {drop:+.2f} pt lost (<= 0.5: {'yes' if drop <= 0.5 else 'NO'})")
+        change = (q["test"] - r["float"]["test"]) * 100
+        print(f"  {title}: int8 {q['speedup']:.2f}x faster (at least 1.5x: {'yes' if q['speedup'] >= 1.5 else 'NO'}), "
+              f"test accuracy {change:+.2f} pt (at most 0.5 lost: {'yes' if change >= -0.5 else 'NO'})")
         k = r["pruned 0.5 + KD"]
-        drop = (r["float"]["test"] - k["test"]) * 100
-        print(f"  {title}: pruned 0.5 + KD: {drop:+.2f} pt lost (<= 1.0: {'yes' if drop <= 1.0 else 'NO'}), "
-              f"params {k['params_ratio']:.3f}x (<= 0.35: {'yes' if k['params_ratio'] <= 0.35 else 'NO'})")
-    print(f"  KD beats no KD over {args.seeds} seeds: {'yes' if margin > 0 else 'NO'} (mean margin {margin:+.2f} pt of test accuracy)")
+        change = (k["test"] - r["float"]["test"]) * 100
+        print(f"  {title}: pruned 0.5 + KD: test accuracy {change:+.2f} pt (at most 1.0 lost: {'yes' if change >= -1.0 else 'NO'}), "
+              f"params {k['params_ratio']:.3f}x (at most 0.35x: {'yes' if k['params_ratio'] <= 0.35 else 'NO'})")
+    print(f"  KD beats no KD over {args.seeds} seeds: {'yes' if margin > 0 else 'NO'} (mean margin {margin:+.2f} pt of test accuracy, "
+          f"{margin_v:+.2f} pt of validation accuracy; teacher #{best.id} test {best.test['test_accuracy']:.4f})")
+    print(f"  the default T / alpha is the sweep's best on validation accuracy: {'yes' if best_default else 'NO'}")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
