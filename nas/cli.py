@@ -819,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill", nargs="?", const="best-accuracy", metavar="TEACHER",
                    help="fine-tune with knowledge distillation from TEACHER (a candidate id; default best-accuracy)")
     p.add_argument("--quantize", metavar="int8", help="int8 post-training quantisation for CPU, last")
-    p.add_argument("--epochs", type=_positive_int, help="fine-tuning epochs (default 5)")
+    p.add_argument("--epochs", type=_positive_int, help="fine-tuning epochs (default: as many as the run trained the candidate)")
     p.add_argument("--temperature", type=_positive_number, help="distillation temperature (default 4)")
     p.add_argument("--alpha", type=float, help="weight of the distillation term, in [0, 1] (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed of fine-tuning and calibration")

@@ -4,8 +4,9 @@
 candidate's trained weights from the run and applies the steps asked for in this fixed order:
 
 1. prune (`nas.prune`: structured channel pruning, groups derived from the resolved network)
-   and fine-tune for `--epochs`, with knowledge distillation from a teacher when `--distill` is
-   given (`nas.train.fit(..., teacher=)`); `--distill` alone fine-tunes the unpruned network;
+   and fine-tune for `--epochs` (default: as many as the run's schedule trains the candidate),
+   with knowledge distillation from a teacher when `--distill` is given
+   (`nas.train.fit(..., teacher=)`); `--distill` alone fine-tunes the unpruned network;
 2. quantise to int8 (`nas.quantize`: FX graph mode, calibrated on training batches, batch norm
    folded, TorchScript).
 
@@ -37,7 +38,6 @@ from .atomic import write_bytes
 from .errors import UsageError
 from .store import Candidate, RunError, RunStore
 
-DEFAULT_EPOCHS = 5
 QUANTIZE = ("int8",)  # torch loads only when a step runs: status and report stay fast
 
 
@@ -147,7 +147,6 @@ def compress(run: str | Path, *, pick: str = "knee", prune: float | None = None,
     if alpha is not None and not 0.0 <= alpha <= 1.0:
         raise UsageError(f"--alpha must be in [0, 1], got {alpha!r}")
     fine_tune = prune is not None or distill is not None
-    epochs = epochs or DEFAULT_EPOCHS
 
     from .runs import Run
     from .tabular import parse_tabular
@@ -246,12 +245,22 @@ class _Job:
         return None
 
     # -- steps
-    def fine_tune(self, parent: Candidate, ratio: float | None, importance: str, teacher: Candidate | None, epochs: int,
+    def search_epochs(self, cand: Candidate) -> int:
+        """The epochs the run's schedule trains `cand`'s architecture (its `epochs`, capped by the
+        run's max_epochs): the default length of a fine-tune. A network pruned 0.5 is near chance
+        before it, and there 12 epochs won back more than 8 (benchmarks/results/compression_cpu.txt)."""
+        from .train import TrainConfig
+
+        train = self.space.resolve(self.space.make(cand.arch)).train
+        return TrainConfig.for_arch(train, max_epochs=self.config.train.get("max_epochs")).total_epochs
+
+    def fine_tune(self, parent: Candidate, ratio: float | None, importance: str, teacher: Candidate | None, epochs: int | None,
                   temperature: float | None, alpha: float | None) -> Candidate:
         from .prune import prune as prune_net
         from .prune import taylor_grads
         from .train import fit
 
+        epochs = epochs or self.search_epochs(parent)
         over: dict[str, Any] = {"epochs": epochs, "patience": None, "seed": self.seed}
         if temperature is not None:
             over["distill_temperature"] = float(temperature)

@@ -434,3 +434,17 @@ def test_sigkilled_compression_redoes_only_the_unfinished_step(tmp_path: Path) -
     assert _int8_file(run, q.id).exists() and compressed(q).int8
     net = Network(compressed(again).net)
     net.load_state_dict(weights)  # the recorded weights are whole
+
+
+def test_fine_tune_defaults_to_the_runs_epochs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --epochs a fine-tune is as long as the run's schedule trained the candidate (here
+    the run capped TINY's 2 epochs at 1); a rerun with that number given finds it done."""
+    run = tmp_path / "run"
+    nas.search(SearchSpace.from_dict(TINY), data="digits", strategy="random", budget=1, run=run, progress=False, seed=4, max_epochs=1)
+    code, out, err = _cli(capsys, "compress", str(run), "--pick", "1", "--prune", "0.5")
+    assert code == 0, err
+    with RunStore.open(run) as store:
+        tuned = store.candidates()[-1]
+    assert tuned.derivation == "pruned 0.5 of #1, fine-tuned 1 epochs" and tuned.metrics["epochs"] == 1
+    code, out, err = _cli(capsys, "compress", str(run), "--pick", "1", "--prune", "0.5", "--epochs", "1")
+    assert code == 0 and "done before" in out and _count(run) == 2
