@@ -16,14 +16,19 @@ only which of its proposals reach the driver:
   proposals drawn from the base (mutants for evolution, offspring for nsga2, samples for
   random), every one-decision change of the `local` best results (the whole non-dominated set,
   at most 20, for several objectives: local search around the incumbents, as in White et al.
-  2021's local search and BANANAS's mutation of the best), and `random_pool` uniform samples.
-  Networks already evaluated or in flight are dropped (and a random 1,000 kept of a larger pool;
-  150 when each one's parameters or FLOPs must be counted on its built network), and the ensemble of `nas.predictor`,
-  refitted on every completed candidate, scores the rest. One objective: the largest
-  optimistic prediction, `-(mean - kappa * spread)` of the minimised value. Several: the largest
-  hypervolume improvement of the optimistic predicted vector over the evaluated front, with the
-  cheap objectives exact (parameters and FLOPs counted from the built network, everything the
-  table has on an `nb201:*` run); when no candidate improves the front, the one closest to it.
+  2021's local search and BANANAS's mutation of the best), and `random_pool` uniform samples
+  (100: they let the predictor jump to another region when the incumbents' neighbourhoods hold
+  nothing better). Networks already evaluated or in flight are dropped (and a random 1,000 kept
+  of a larger pool; 150 when each one's parameters or FLOPs must be counted on its built
+  network), and the ensemble of `nas.predictor`, refitted on every completed candidate, scores
+  the rest; its features are the architecture's encoding plus the standardised log parameter
+  count where that is known without training (on the table; or when parameters are an
+  objective). One objective: independent Thompson sampling as in BANANAS, one draw
+  `mean + kappa * z * spread` (z ~ N(0, 1), kappa 2.0) per candidate, the best draw trained.
+  Several: the largest hypervolume improvement of the optimistic predicted vector
+  (`mean + kappa * spread`, kappa 1.0) over the evaluated front, with the cheap objectives exact
+  (parameters and FLOPs counted from the built network, everything the table has on an
+  `nb201:*` run); when no candidate improves the front, the one closest to it.
 - Without the predictor the base's proposals pass, except that a proposal whose network was
   already evaluated or is in flight is drawn again, up to `retries` times, so a converged
   population wastes at most that many draws per trained network.
@@ -62,9 +67,10 @@ class Guided(Strategy):
     name = "guided"
     OPTIONS = {
         "pool": Option(10, int, lambda v: v >= 1, "an integer >= 1", "predictor: base proposals drawn per step"),
-        "random_pool": Option(10, int, lambda v: v >= 0, "an integer >= 0", "predictor: uniform samples added per step"),
+        "random_pool": Option(100, int, lambda v: v >= 0, "an integer >= 0", "predictor: uniform samples added per step"),
         "local": Option(3, int, lambda v: v >= 0, "an integer >= 0", "predictor: best results whose one-change neighbours join the pool"),
-        "kappa": Option(1.0, float, lambda v: v >= 0, "a number >= 0", "predictor: acquisition mean + kappa * spread"),
+        "kappa": Option(None, float, lambda v: v >= 0, "a number >= 0", "predictor: scale of the spread in the acquisition (default 2.0 for one objective, 1.0 for several)", optional=True),
+        "thompson": Option(None, int, lambda v: v in (0, 1), "0 or 1", "predictor: 1 = mean + kappa * z * spread with z ~ N(0, 1) per candidate, 0 = mean + kappa * spread (default 1 for one objective, 0 for several)", optional=True),
         "init": Option(10, int, lambda v: v >= 2, "an integer >= 2", "predictor: results before it is used"),
         "members": Option(5, int, lambda v: v >= 2, "an integer >= 2", "predictor: ensemble members"),
         "retries": Option(20, int, lambda v: v >= 0, "an integer >= 0", "redraws of a proposal whose network was already evaluated"),
@@ -102,6 +108,12 @@ class Guided(Strategy):
         self._models: dict[tuple[int, int], Ensemble] = {}
         self._sizes = self.space.genome_sizes()
         self._cheap_values: dict[tuple[int, tuple[Any, ...]], float] = {}
+        self._size: Any = None  # arch -> parameter count, where it is known without training
+        self._size_scale: tuple[float, float] | None = None
+        one = self.n_objectives == 1
+        self._random_pool = self.options["random_pool"]
+        self._kappa = self.options["kappa"] if self.options["kappa"] is not None else (2.0 if one else 1.0)
+        self._thompson = bool(self.options["thompson"]) if self.options["thompson"] is not None else one
 
     # -- the driver's hooks ---------------------------------------------------------------------
     def bind_evaluator(self, evaluator: Any) -> None:
@@ -111,6 +123,10 @@ class Guided(Strategy):
         from ..tabular import TabularEvaluator
 
         self._dataset = getattr(evaluator, "dataset", None)
+        if isinstance(evaluator, TabularEvaluator):
+            self._size = lambda arch, ev=evaluator: float(ev.evaluate(self.space, arch).metrics["params"])
+        elif "params" in self.objective_names:  # counted for the objective anyway
+            self._size = lambda arch: float(_counted(self.space, arch, "params"))
         for k, name in enumerate(self.objective_names):
             metric = CHEAP.get(name)
             if metric is None:
@@ -231,7 +247,7 @@ class Guided(Strategy):
             for n in self._neighbourhood(r.arch):
                 if not self._seen(n.key):
                     pool.setdefault(n.key, Proposal(n, r.generation + 1, (r.id,)))
-        for _ in range(self.options["random_pool"]):
+        for _ in range(self._random_pool):
             a = self._sample()
             if not self._seen(a.key):
                 pool.setdefault(a.key, Proposal(a))
@@ -298,11 +314,32 @@ class Guided(Strategy):
     def _rows(self) -> list[Result]:
         return [r for r in self._history if not r.failed]
 
+    def _features(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """The encoding of each architecture, with its standardised log parameter count as one more
+        feature where parameters are known without training (the table; or counted because they
+        are an objective): network size is the strongest single signal of accuracy in the shipped
+        spaces, and the encoding alone does not see widths. The standardisation comes from the
+        first `init` results, so a resumed run computes the same features."""
+        if self._size is not None and self._size_scale is None:
+            first = [r.arch for r in self._rows()[: self.options["init"]]]
+            logs = np.log([max(self._cheap_size(a), 1.0) for a in first])
+            self._size_scale = (float(logs.mean()), float(logs.std()) or 1.0)
+            c, sd = self._size_scale
+            self._encoder = Encoder(self.space, lambda a: [(math.log(max(self._cheap_size(a), 1.0)) - c) / sd], 1)
+        return self._encoder.matrix(list(archs))
+
+    def _cheap_size(self, arch: Architecture) -> float:
+        memo = (-1, tuple(arch.items()))
+        v = self._cheap_values.get(memo)
+        if v is None:
+            v = self._cheap_values[memo] = self._size(arch)
+        return v
+
     def _model(self, k: int, rows: Sequence[Result]) -> Ensemble:
         key = (k, len(rows))
         model = self._models.get(key)
         if model is None:
-            X = self._encoder.matrix([r.arch for r in rows])
+            X = self._features([r.arch for r in rows])
             y = np.array([r.values[k] for r in rows])  # type: ignore[index]
             seed = (self.seed * 1_000_003 + len(rows) * 101 + k) % 2**32
             model = Ensemble(members=self.options["members"], seed=seed).fit(X, y)
@@ -320,14 +357,18 @@ class Guided(Strategy):
     def _acquire(self, archs: list[Architecture]) -> int:
         rows = self._rows()
         with _one_blas_thread():
-            X = self._encoder.matrix(archs)
+            X = self._features(archs)
             cols = []
             for k in range(self.n_objectives):
                 if k in self._cheap:
                     cols.append(np.array([self._cheap_value(k, a) for a in archs]))
                 else:
                     mean, spread = self._model(k, rows).predict(X)
-                    cols.append(mean - self.options["kappa"] * spread)  # optimistic: all minimised
+                    if self._thompson:  # independent Thompson sampling (BANANAS): one draw per candidate
+                        z = np.random.default_rng(self.rng.randrange(2**32)).normal(size=len(mean))
+                        cols.append(mean - self._kappa * z * spread)
+                    else:
+                        cols.append(mean - self._kappa * spread)  # optimistic: all minimised
         P = np.stack(cols, axis=1)
         if self.n_objectives == 1:
             return int(np.argmin(P[:, 0]))
@@ -405,6 +446,8 @@ class Guided(Strategy):
         self._batch_note = str(state["batch_note"])
         self._info = {k: dict(v) for k, v in state["info"].items()}
         self._models = {}
+        self._size_scale = None
+        self._encoder = Encoder(self.space)
 
 
 _COUNTS: dict[tuple[Any, ...], int] = {}
