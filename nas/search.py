@@ -35,6 +35,7 @@ from .runs import (KEEP_WEIGHTS, RUN_VERSION, Run, SearchConfig, function_object
                    objectives_from_meta, objectives_meta, seed_for, space_config)
 from .store import Candidate, RunError, RunStore
 from .strategies import Result, Strategy, make_strategy
+from .strategies.guided import GUIDABLE
 
 COMMIT_INTERVAL = 0.25  # seconds: the most fast evaluations a crash can lose (see the module's docstring)
 STOPS_FINISHED = ("budget", "time budget", "failures", "exhausted", "infeasible")  # a session that ended by itself
@@ -637,9 +638,12 @@ def search(space: SearchSpace | str, data: str = "digits", *, strategy: str = "a
     objs = objmod.parse_objectives(objectives)
     cons = dict(constraints) if isinstance(constraints, Mapping) else objmod.parse_constraints(constraints)
     latency = {k: train.pop(k) for k in list(train) if k.startswith("latency_")}
+    options = dict(strategy_options or {})
+    if strategy in GUIDABLE and "predictor" not in options:
+        options["predictor"] = "none"  # as on the CLI: a proposal of a network already seen is drawn again (bounded)
     config = SearchConfig(
         space=space_config(space), data=data, objectives=[o.name for o in objs], constraints=cons, strategy=strategy,
-        strategy_options=dict(strategy_options or {}), budget=budget, time_budget=time_budget, seed=seed, device=device,
+        strategy_options=options, budget=budget, time_budget=time_budget, seed=seed, device=device,
         train=train, latency={k[len("latency_"):]: v for k, v in latency.items()}, keep_weights=keep_weights,
         workers=workers, backend=backend, backend_options=dict(backend_options or {}),
         scheduler=scheduler, min_epochs=min_epochs, eta=eta,
