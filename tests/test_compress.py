@@ -404,26 +404,26 @@ def test_sigkilled_compression_redoes_only_the_unfinished_step(tmp_path: Path) -
     run = tmp_path / "run"
     nas.search(SearchSpace.from_dict(TINY), data="digits", strategy="random", budget=1, run=run, progress=False, seed=3, max_epochs=1)
     n = _count(run)
-    argv = ["--pick", "1", "--prune", "0.4", "--quantize", "int8", "--epochs", "12"]
+    argv = ["--pick", "1", "--prune", "0.4", "--quantize", "int8", "--epochs", "6"]
     # 1. killed in the fine-tune, after its first epoch: nothing is recorded, the run is not left locked
-    code, out = _compress_until(run, argv, "epoch 1/12")
+    code, out = _compress_until(run, argv, "epoch 1/6")
     assert code == -9, out
-    assert "pruned 0.4 of #1, fine-tuned 12 epochs ..." in out
+    assert "pruned 0.4 of #1, fine-tuned 6 epochs ..." in out
     assert _count(run) == n
     # 2. the same command, killed in the int8 step: the fine-tune is recorded, int8 is not
     code, out = _compress_until(run, argv, "int8 of #")
     assert code == -9, out
-    assert "epoch 12/12" in out and "done before" not in out
+    assert "epoch 6/6" in out and "done before" not in out
     with RunStore.open(run) as store:
         cands = store.candidates()
     assert len(cands) == n + 1
     tuned = cands[-1]
-    assert tuned.state == "complete" and tuned.derived_from == 1 and tuned.derivation == "pruned 0.4 of #1, fine-tuned 12 epochs"
+    assert tuned.state == "complete" and tuned.derived_from == 1 and tuned.derivation == "pruned 0.4 of #1, fine-tuned 6 epochs"
     assert not _int8_file(run, tuned.id).exists()
     # 3. the same command again: the fine-tune is kept (no epoch trained), int8 completes once
     code, out = _compress_until(run, argv, None)
     assert code == 0, out
-    assert f"#{tuned.id} pruned 0.4 of #1, fine-tuned 12 epochs: done before, kept" in out and "epoch 1/12" not in out
+    assert f"#{tuned.id} pruned 0.4 of #1, fine-tuned 6 epochs: done before, kept" in out and "epoch 1/6" not in out
     with RunStore.open(run) as store:
         cands = store.candidates()
         weights = store.load_weights(tuned.id)
