@@ -130,9 +130,10 @@ def test_without_predictor_duplicates_are_bounded(tmp_path: Path) -> None:
                         progress=False, strategy_options={"population": 10, **options})
         return sum(c.source is not None for c in result.candidates)
 
-    plain, bounded = duplicates({}), duplicates({"predictor": "none"})
+    plain, bounded = duplicates({"predictor": "none", "retries": 0}), duplicates({})  # the API's default bounds them
     assert plain > 100, plain  # a converged aging population re-proposes what it has seen
     assert bounded < plain / 10, (plain, bounded)
+    assert bounded == duplicates({"predictor": "none"})
 
 
 def test_warm_start_seeds_are_the_proxys_best_and_recorded(tmp_path: Path) -> None:
@@ -161,6 +162,35 @@ def test_bad_guided_options_are_usage_errors() -> None:
         make_strategy("nsga2", NB201, 2, warm_start="zen")
     with pytest.raises(UsageError, match="option 'kappa'"):
         make_strategy("evolution", NB201, predictor="ensemble", kappa=-1)
+    with pytest.raises(UsageError, match="option 'thompson'"):
+        make_strategy("evolution", NB201, predictor="ensemble", thompson=2)
+
+
+def test_acquisition_defaults_and_the_size_feature() -> None:
+    one, two = guided("evolution"), guided("nsga2")
+    assert (one._thompson, one._kappa, one._random_pool) == (True, 2.0, 100)
+    assert (two._thompson, two._kappa) == (False, 1.0)
+    assert not guided("evolution", thompson=0)._thompson
+    drive(one, 12)
+    rows = one._rows()
+    X = one._features([r.arch for r in rows])
+    assert X.shape[1] == one._encoder.width + 1  # the path encoding and log parameters (known from the table)
+    logs = np.log([TABLE.evaluate(NB201, r.arch).metrics["params"] for r in rows[:10]])  # standardised on the first `init`
+    assert np.allclose(X[:10, -1], (logs - logs.mean()) / logs.std())
+    # a strategy rebuilt from the state computes the same features (resume refits the same models)
+    fresh = guided("evolution")
+    fresh.load_state_dict(json.loads(json.dumps(one.state_dict())))
+    assert np.array_equal(fresh._features([r.arch for r in rows]), X)
+    # training spaces: the size feature only where parameters are counted anyway (an objective)
+    from nas.evaluators import TrainingEvaluator
+
+    mlp = load_space("mlp")
+    ev = TrainingEvaluator("digits", device="cpu")
+    acc = make_strategy("evolution", mlp, 1, 0, objectives=["accuracy"], predictor="ensemble")
+    acc.bind_evaluator(ev)
+    both = make_strategy("nsga2", mlp, 2, 0, objectives=["accuracy", "params"], predictor="ensemble")
+    both.bind_evaluator(ev)
+    assert acc._size is None and both._size is not None
 
 
 def test_auto_is_the_guided_default() -> None:
