@@ -80,7 +80,7 @@ def run_optuna(space: Any, evaluator: TrainingEvaluator, seconds: float, seed: i
 
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # not a warning per infeasible trial (a constraint, not trained)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=epochs, reduction_factor=eta))
     deadline = time.time() + seconds
