@@ -2,8 +2,11 @@
 its HyperbandPruner, on the same space, data, builder and trainer, over several seeds.
 
     python benchmarks/multifidelity.py                          # mlp on digits, 60 s a run, 3 seeds
+    python benchmarks/multifidelity.py --seeds 5                # the table in benchmarks/results/multifidelity_cpu.txt
     python benchmarks/multifidelity.py --tasks mlp:digits,cnn:mnist5k --seconds 120 --seeds 3
-    python benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 20 --seeds 2   # the GPU check, under 5 min
+    python benchmarks/multifidelity.py --tasks cnn:mnist5k --seconds 200 --seeds 1 --modes one --epochs 3 --constraints 'flops<=3m'
+    python benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 12 --seeds 2 --epochs 9   # the GPU check
+                                                                # (bash tools/gpu_checks.sh mf, under 5 min)
 
 Each run gets the same wall-clock budget (`--seconds`; training stops at the first epoch boundary
 past it, for every method) and one CPU thread. The nas methods run twice: with one objective

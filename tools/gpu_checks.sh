@@ -32,13 +32,13 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, log to $out/NAME.lo
 }
 
 if [ "$stage" = mf ]; then
-  # 2 seeds x (3 methods x 2 objective sets + Optuna) x 15 s = 210 s of runs, plus loading and testing the picks.
+  # 2 seeds x (3 methods x 2 objective sets + Optuna) x 12 s = 168 s of runs, plus loading and testing the picks.
   # Optuna is the peer when its wheel was brought along (.whl/); without it the nas methods run alone.
   peer=""
   python3 -c "import optuna" 2>/dev/null || peer="--no-optuna"
-  step multifidelity_gpu 290 python3 benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 15 --seeds 2 --epochs 9 $peer
+  step multifidelity_gpu 290 python3 benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 12 --seeds 2 --epochs 9 $peer
   mkdir -p benchmarks/results
-  { echo "# command: python3 benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 15 --seeds 2 --epochs 9 $peer   (bash tools/gpu_checks.sh mf)"
+  { echo "# command: python3 benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 12 --seeds 2 --epochs 9 $peer   (bash tools/gpu_checks.sh mf)"
     cat "$out/multifidelity_gpu.log"; } > benchmarks/results/multifidelity_gpu.txt
   cp benchmarks/results/multifidelity_gpu.txt "$out/"
   exit 0
