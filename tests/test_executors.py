@@ -181,7 +181,8 @@ def test_a_proposal_whose_twin_is_in_flight_waits_for_it(tmp_path: Path) -> None
     log = tmp_path / "evals.log"
     search(tiny, data="digits", strategy="random", budget=4, seed=0, run=tmp_path / "r", progress=False, workers=2, backend="process",
            backend_options={"evaluator_factory": "tests.executor_helpers:make_instant", "lock_dir": str(tmp_path / "locks"),
-                            "factory_options": {"log": str(log), "delay": 0.3}})
+                            "factory_options": {"log": str(log), "delay": 0.3}},
+           strategy_options={"retries": 0})  # plain random: it re-proposes keys in flight (the default redraws them)
     cands = check_run(tmp_path / "r", 4)
     keys = [key for _, key in logged(log)]
     assert len(keys) == len(set(keys)) == 4
