@@ -89,23 +89,28 @@ class TabularEvaluator:
         below = [e for e in self.fidelities if e <= epochs]
         return below[-1] if below else self.fidelities[0]
 
-    def evaluate(self, space: SearchSpace, arch: Architecture, seed: int = 0, constraints: Mapping[str, float] | None = None,
-                 on_epoch: Any = None, *, epochs: int | None = None, checkpoint: Any = None, deadline: float | None = None) -> Evaluation:
-        """The table's row for `arch`; `epochs` picks the fidelity (`fidelity`); a table keeps
-        no training state, so `checkpoint` and `deadline` change nothing."""
+    def costs(self, space: SearchSpace, arch: Architecture) -> dict[str, Any]:
+        """What the table knows of `arch` without training: its index, parameters, FLOPs and
+        latency (the guided strategies read their cheap objectives here, not through `evaluate`)."""
         i = self.index(space, arch)
-        metrics: dict[str, Any] = {
+        return {
             "nb201_index": i,
             "params": int(round(float(self._params[i]) * 1e6)),
             "flops": int(round(float(self._flops[i]) * 1e6)),
             "latency_ms": float(self._latency[i]),
             "latency_device": self.latency_device,
         }
+
+    def evaluate(self, space: SearchSpace, arch: Architecture, seed: int = 0, constraints: Mapping[str, float] | None = None,
+                 on_epoch: Any = None, *, epochs: int | None = None, checkpoint: Any = None, deadline: float | None = None) -> Evaluation:
+        """The table's row for `arch`; `epochs` picks the fidelity (`fidelity`); a table keeps
+        no training state, so `checkpoint` and `deadline` change nothing."""
+        metrics: dict[str, Any] = self.costs(space, arch)
         broken = violations(metrics, constraints)
         if broken:
             return Evaluation("infeasible", metrics, "; ".join(broken))
         fid = self.fidelity(epochs)
-        metrics.update(val_accuracy=float(self._by_epochs[fid][i]) / 100.0, epochs=fid, seconds=0.0)
+        metrics.update(val_accuracy=float(self._by_epochs[fid][metrics["nb201_index"]]) / 100.0, epochs=fid, seconds=0.0)
         return Evaluation("complete", metrics)
 
     def test(self, space: SearchSpace, arch: Architecture, state: Any = None) -> dict[str, float]:

@@ -124,7 +124,7 @@ class Guided(Strategy):
 
         self._dataset = getattr(evaluator, "dataset", None)
         if isinstance(evaluator, TabularEvaluator):
-            self._size = lambda arch, ev=evaluator: float(ev.evaluate(self.space, arch).metrics["params"])
+            self._size = lambda arch, ev=evaluator: float(ev.costs(self.space, arch)["params"])
         elif "params" in self.objective_names:  # counted for the objective anyway
             self._size = lambda arch: float(_counted(self.space, arch, "params"))
         for k, name in enumerate(self.objective_names):
@@ -132,7 +132,7 @@ class Guided(Strategy):
             if metric is None:
                 continue
             if isinstance(evaluator, TabularEvaluator):
-                self._cheap[k] = lambda arch, m=metric, ev=evaluator: float(ev.evaluate(self.space, arch).metrics[m])
+                self._cheap[k] = lambda arch, m=metric, ev=evaluator: float(ev.costs(self.space, arch)[m])
             elif metric in ("params", "flops"):
                 self._cheap[k] = lambda arch, m=metric: float(_counted(self.space, arch, m))
                 self._builds = True
