@@ -1,7 +1,8 @@
 """The default strategy against the plain ones on real training, at the same number of trainings.
 
     python benchmarks/guided_training.py                                   # cnn on mnist5k, 30 networks, 3 seeds
-    python benchmarks/guided_training.py --space mlp --data digits --budget 30 --seeds 3 --epochs 5
+    python benchmarks/guided_training.py --space mlp --data digits --budget 30 --seeds 3 --epochs 20
+    python benchmarks/guided_training.py --device cuda                     # the GPU check (bash tools/gpu_checks.sh guided)
 
 For each seed, four searches with the same space, data, trainer, seed and number of trained
 networks (`--budget`, distinct networks; every candidate trains `--epochs` epochs at most, with
@@ -40,10 +41,10 @@ RUNS = (("auto", "accuracy"), ("evolution", "accuracy"), ("auto", "accuracy,para
 
 
 def one(space: Any, data: str, evaluator: TrainingEvaluator, strategy: str, objectives: str, budget: int, seed: int,
-        epochs: int, constraints: dict[str, float], folder: Path) -> dict[str, Any]:
+        epochs: int, constraints: dict[str, float], folder: Path, device: str = "cpu") -> dict[str, Any]:
     options = {} if strategy == "auto" else {"predictor": "none"}  # what `nas search --strategy X` runs
     config = SearchConfig(space=space_config(space), data=data, objectives=objectives.split(","), budget=budget, seed=seed,
-                          strategy=strategy, strategy_options=options, constraints=constraints, device="cpu",
+                          strategy=strategy, strategy_options=options, constraints=constraints, device=device,
                           train={"max_epochs": epochs})
     t0 = time.monotonic()
     session = start(config, folder / f"{strategy}-{objectives.replace(',', '-')}-{seed}", evaluator=evaluator, progress=False,
@@ -68,6 +69,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=30)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--constraint", action="append", default=[], help="e.g. 'flops<=20e6' (the same for every run)")
     ap.add_argument("--runs", default=",".join(f"{s}:{o.replace(',', '+')}" for s, o in RUNS),
                     help="strategy:objectives,... with objectives joined by '+', e.g. auto:accuracy+params")
@@ -75,15 +77,16 @@ def main() -> None:
     torch.set_num_threads(1)
     space = load_space(args.space)
     constraints = parse_constraints(args.constraint)
-    evaluator = TrainingEvaluator(args.data, device="cpu")
+    evaluator = TrainingEvaluator(args.data, device=args.device)
     runs = [(r.split(":", 1)[0], r.split(":", 1)[1].replace("+", ",")) for r in args.runs.split(",") if r]
     print(f"# guided_training: {args.space} on {args.data}, {args.budget} networks, {args.epochs} epochs at most, seeds {args.seeds}, "
-          f"constraints {args.constraint or 'none'}, 1 CPU thread, torch {torch.__version__}", flush=True)
+          f"constraints {args.constraint or 'none'}, device {args.device}, 1 CPU thread, torch {torch.__version__}", flush=True)
     out: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             for strategy, objectives in runs:
-                r = one(space, args.data, evaluator, strategy, objectives, args.budget, seed, args.epochs, constraints, Path(tmp))
+                r = one(space, args.data, evaluator, strategy, objectives, args.budget, seed, args.epochs, constraints, Path(tmp),
+                        args.device)
                 out.setdefault((strategy, objectives), []).append(r)
                 print(f"  seed {seed} {strategy:<9} ({objectives}): {r['trained']} trained, best val {r['val']:.4f} test {r['test']:.4f}, "
                       f"best val at half budget {r['half']:.4f}, {r['wall']:.0f} s", flush=True)
@@ -116,4 +119,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from nas.errors import UsageError
+
+    try:
+        main()
+    except UsageError as e:  # a bad flag or an unusable device: one line, exit 2
+        print(f"guided_training: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 3, 7 and 13, for a lent GPU machine (Python 3.12 with CUDA torch, no
+# The GPU checks of issues 3, 7, 12 and 13, for a lent GPU machine (Python 3.12 with CUDA torch, no
 # network). Fetch deap and mlxtend wheels first with ../shared/tools/gpu-wheels (they land in
 # .whl/), take .whl along, and run from the repo root:
 #
@@ -7,6 +7,8 @@
 #   bash tools/gpu_checks.sh 2    # gpu tests, parallel_workers (1 vs 4 workers), a 4-worker `nas search`, NB201 speed
 #   bash tools/gpu_checks.sh mf   # issue 13: benchmarks/multifidelity.py on cnn:mnist5k with --device cuda, under 5 min;
 #                                 # its table goes to benchmarks/results/multifidelity_gpu.txt (and $OUT)
+#   bash tools/gpu_checks.sh guided  # issue 12: benchmarks/guided_training.py (auto vs plain) on cnn:mnist5k with --device cuda,
+#                                 # 30 networks x 3 seeds x 4 searches; benchmarks/results/guided_training_gpu.txt
 #
 # Logs go to $OUT (or /tmp/gpu-checks) as well as to the terminal.
 set -u
@@ -41,6 +43,16 @@ if [ "$stage" = mf ]; then
   { echo "# command: python3 benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 12 --seeds 2 --epochs 9 $peer   (bash tools/gpu_checks.sh mf)"
     cat "$out/multifidelity_gpu.log"; } > benchmarks/results/multifidelity_gpu.txt
   cp benchmarks/results/multifidelity_gpu.txt "$out/"
+  exit 0
+fi
+
+if [ "$stage" = guided ]; then
+  # issue 12: auto against plain evolution / nsga2 on real training, cnn on mnist5k, 30 networks, 3 seeds, 3 epochs each
+  step guided_training_gpu 590 python3 benchmarks/guided_training.py --device cuda --budget 30 --seeds 3 --epochs 3
+  mkdir -p benchmarks/results
+  { echo "# command: python3 benchmarks/guided_training.py --device cuda --budget 30 --seeds 3 --epochs 3   (bash tools/gpu_checks.sh guided)"
+    cat "$out/guided_training_gpu.log"; } > benchmarks/results/guided_training_gpu.txt
+  cp benchmarks/results/guided_training_gpu.txt "$out/"
   exit 0
 fi
 
