@@ -168,7 +168,7 @@ def test_bad_guided_options_are_usage_errors() -> None:
 
 def test_acquisition_defaults_and_the_size_feature() -> None:
     one, two = guided("evolution"), guided("nsga2")
-    assert (one._thompson, one._kappa, one._random_pool) == (True, 2.0, 100)
+    assert (one._thompson, one._kappa, one.options["random_pool"]) == (True, 2.0, 100)
     assert (two._thompson, two._kappa) == (False, 1.0)
     assert not guided("evolution", thompson=0)._thompson
     drive(one, 12)

@@ -60,6 +60,7 @@ CHEAP = {"params": "params", "flops": "flops", "latency": "latency_ms"}  # objec
 MAX_FRONT_NEIGHBOURHOODS = 20
 MAX_NEIGHBOURS = 120  # per incumbent, a random subset when the space offers more
 MAX_POOL = 1000  # candidates scored per ask (a random subset of a larger pool)
+SIZE = -1  # `_cheap_value`'s key of the parameter count used as a feature (objectives are 0, 1, ...)
 MAX_POOL_BUILT = 150  # ... when each one's parameters or FLOPs need its network built
 
 
@@ -111,7 +112,6 @@ class Guided(Strategy):
         self._size: Any = None  # arch -> parameter count, where it is known without training
         self._size_scale: tuple[float, float] | None = None
         one = self.n_objectives == 1
-        self._random_pool = self.options["random_pool"]
         self._kappa = self.options["kappa"] if self.options["kappa"] is not None else (2.0 if one else 1.0)
         self._thompson = bool(self.options["thompson"]) if self.options["thompson"] is not None else one
 
@@ -247,7 +247,7 @@ class Guided(Strategy):
             for n in self._neighbourhood(r.arch):
                 if not self._seen(n.key):
                     pool.setdefault(n.key, Proposal(n, r.generation + 1, (r.id,)))
-        for _ in range(self._random_pool):
+        for _ in range(self.options["random_pool"]):
             a = self._sample()
             if not self._seen(a.key):
                 pool.setdefault(a.key, Proposal(a))
@@ -322,18 +322,11 @@ class Guided(Strategy):
         first `init` results, so a resumed run computes the same features."""
         if self._size is not None and self._size_scale is None:
             first = [r.arch for r in self._rows()[: self.options["init"]]]
-            logs = np.log([max(self._cheap_size(a), 1.0) for a in first])
+            logs = np.log([max(self._cheap_value(SIZE, a), 1.0) for a in first])
             self._size_scale = (float(logs.mean()), float(logs.std()) or 1.0)
             c, sd = self._size_scale
-            self._encoder = Encoder(self.space, lambda a: [(math.log(max(self._cheap_size(a), 1.0)) - c) / sd], 1)
+            self._encoder = Encoder(self.space, lambda a: [(math.log(max(self._cheap_value(SIZE, a), 1.0)) - c) / sd], 1)
         return self._encoder.matrix(list(archs))
-
-    def _cheap_size(self, arch: Architecture) -> float:
-        memo = (-1, tuple(arch.items()))
-        v = self._cheap_values.get(memo)
-        if v is None:
-            v = self._cheap_values[memo] = self._size(arch)
-        return v
 
     def _model(self, k: int, rows: Sequence[Result]) -> Ensemble:
         key = (k, len(rows))
@@ -351,7 +344,7 @@ class Guided(Strategy):
         memo = (k, tuple(arch.items()))  # by values: twins may differ in parameters (dead edges are built)
         v = self._cheap_values.get(memo)
         if v is None:
-            v = self._cheap_values[memo] = self._cheap[k](arch)
+            v = self._cheap_values[memo] = (self._size if k == SIZE else self._cheap[k])(arch)
         return v
 
     def _acquire(self, archs: list[Architecture]) -> int:
