@@ -77,7 +77,7 @@ def main() -> None:
     torch.set_num_threads(1)
     space = load_space(args.space)
     constraints = parse_constraints(args.constraint)
-    evaluator = TrainingEvaluator(args.data, device=args.device)
+    evaluator = TrainingEvaluator(args.data, device=args.device, max_epochs=args.epochs)  # the evaluator given to a session trains with its own options
     runs = [(r.split(":", 1)[0], r.split(":", 1)[1].replace("+", ",")) for r in args.runs.split(",") if r]
     print(f"# guided_training: {args.space} on {args.data}, {args.budget} networks, {args.epochs} epochs at most, seeds {args.seeds}, "
           f"constraints {args.constraint or 'none'}, device {args.device}, 1 CPU thread, torch {torch.__version__}", flush=True)
