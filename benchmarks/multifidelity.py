@@ -16,7 +16,8 @@ space as a categorical, define-by-run, builds the network with the same builder,
 the same trainer and reports the validation accuracy after every epoch to the pruner.
 
 Printed per method, as mean +- standard deviation over seeds: candidates trained (started), total
-epochs, the best candidate's validation and test accuracy (best by validation), and the
+epochs, optimizer steps per epoch (averaged over the epochs trained: a smaller batch takes more steps
+an epoch), the best candidate's validation and test accuracy (best by validation), and the
 hypervolume of the (accuracy, params) front of everything the run trained, on one normalisation
 per task (accuracy error in [0, 1], parameters between the smallest and largest seen in any run of
 the task, reference point 1.1); then the ratios against no scheduler and against Optuna.
@@ -71,6 +72,7 @@ def run_nas(space: Any, data: str, evaluator: TrainingEvaluator, scheduler: str,
             test = evaluator.test(session.space, session.space.make(best.arch), session.store.load_weights(best.weights_id))["test_accuracy"]
         points = [(c.metrics["val_accuracy"], c.metrics["params"]) for c in done]
         return {"trained": len(trained), "epochs": sum(int(c.metrics.get("epochs") or 0) for c in trained),
+                "steps": steps_per_epoch(space, evaluator, [(c.arch, int(c.metrics.get("epochs") or 0)) for c in trained]),
                 "val": best.metrics["val_accuracy"] if best else float("nan"), "test": test, "points": points, "wall": wall,
                 "point_epochs": [int(c.metrics.get("epochs") or 0) for c in done]}
     finally:
@@ -134,7 +136,23 @@ def run_optuna(space: Any, evaluator: TrainingEvaluator, seconds: float, seed: i
     best = max(done, key=lambda e: e["val"]) if done else None
     test = evaluator.test(space, best["arch"], best["state"])["test_accuracy"] if best and best["state"] is not None else None
     return {"trained": len(log), "epochs": sum(e["epochs"] for e in log), "val": best["val"] if best else float("nan"), "test": test,
+            "steps": steps_per_epoch(space, evaluator, [(e["arch"], e["epochs"]) for e in log]),
             "points": [(e["val"], e["params"]) for e in done], "wall": wall}
+
+
+def steps_per_epoch(space: Any, evaluator: TrainingEvaluator, trained: list[tuple[Any, int]]) -> float:
+    """Optimizer steps per epoch, averaged over every epoch a run trained: an epoch of a network with
+    a smaller batch takes more steps (the trainer's full batches, n // batch), so this says how much
+    one epoch cost each method, apart from the number of epochs."""
+    from nas.train import TrainConfig
+
+    n = len(evaluator.dataset.y_train)
+    steps = epochs = 0
+    for arch, e in trained:
+        cfg = TrainConfig.for_arch(space.resolve(arch).train, **evaluator.train_options)
+        steps += e * max(1, n // min(cfg.batch_size, n))
+        epochs += e
+    return steps / epochs if epochs else float("nan")
 
 
 def hypervolume(points: list[tuple[float, float]], lo: float, hi: float) -> float:
@@ -222,11 +240,12 @@ def main() -> None:
             for r in rs:
                 r["hv"] = hypervolume(r["points"], lo, hi)
         print(f"\n## {task}  (hypervolume of (1 - val accuracy, params), params normalised to [{lo:,.0f}, {hi:,.0f}], reference 1.1)")
-        head = f"{'method':<28} {'trained':>16} {'epochs':>18} {'best val':>18} {'best test':>18} {'hypervolume':>18} {'wall s':>14}"
+        head = f"{'method':<28} {'trained':>16} {'epochs':>18} {'steps/epoch':>14} {'best val':>18} {'best test':>18} {'hypervolume':>18} {'wall s':>14}"
         print(head)
         print("-" * len(head))
         for name, rs in runs.items():
-            print(f"{name:<28} {spread([r['trained'] for r in rs]):>16} {spread([r['epochs'] for r in rs]):>18} {spread([r['val'] for r in rs]):>18}"
+            print(f"{name:<28} {spread([r['trained'] for r in rs]):>16} {spread([r['epochs'] for r in rs]):>18} {spread([r['steps'] for r in rs]):>14}"
+                  f" {spread([r['val'] for r in rs]):>18}"
                   f" {spread([r['test'] for r in rs]):>18} {spread([r['hv'] for r in rs]):>18} {spread([r['wall'] for r in rs]):>14}")
         print("\nhypervolume per seed: " + "; ".join(f"{name} " + " ".join(f"{r['hv']:.4f}" for r in rs) for name, rs in runs.items()))
         if args.json is not None:
