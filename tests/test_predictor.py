@@ -193,6 +193,38 @@ def test_acquisition_defaults_and_the_size_feature() -> None:
     assert acc._size is None and both._size is not None
 
 
+def test_several_objectives_on_the_table_propose_the_cheapest_twin() -> None:
+    """Cells of one key build one network, but the table measured each cell with every edge:
+    with accuracy and latency each proposal is the fastest cell of its key."""
+    from nas.nb201 import OPS
+    from nas.strategies import Proposal
+
+    slow = cell("none", "skip_connect", "skip_connect", "skip_connect", "skip_connect", "skip_connect")
+    fast = cell("skip_connect", "skip_connect", "skip_connect", "skip_connect", "skip_connect", "none")
+    latency = lambda a: TABLE.costs(NB201, a)["latency_ms"]  # noqa: E731
+    assert slow.key == fast.key and (round(latency(slow), 3), round(latency(fast), 3)) == (4.057, 3.921)
+    s = guided("nsga2", population=10)
+    assert s._by_twins() and s._cheapest_twin(Proposal(slow)).arch == fast
+    fastest: dict[str, float] = {}  # key -> the lowest latency of its cells, from the table's rows
+    table = TABLE.table
+    for i in range(table.n):
+        arch = cell(*(OPS[o] for o in table.ops[i]))
+        if arch.valid:
+            fastest[arch.key] = min(fastest.get(arch.key, np.inf), latency(arch))
+    for i in range(40):  # the base's first proposals (before the predictor) and the guided ones
+        p = s.ask()
+        assert latency(p.arch) == fastest[p.arch.key], (i, dict(p.arch))
+        m = TABLE.evaluate(NB201, p.arch).metrics
+        s.tell(Result(i, p.arch, (-m["val_accuracy"], m["latency_ms"]), 0.0, p.generation, p.parents))
+    # one objective, and cheap objectives counted on built networks (the same for twins): as drawn
+    assert not guided("evolution")._by_twins()
+    from nas.evaluators import TrainingEvaluator
+
+    both = make_strategy("nsga2", NB201, 2, 0, objectives=["accuracy", "params"], predictor="ensemble")
+    both.bind_evaluator(TrainingEvaluator("digits", device="cpu"))
+    assert not both._by_twins()
+
+
 def test_auto_is_the_guided_default() -> None:
     s = make_strategy("auto", NB201, 1, 0)
     assert isinstance(s, Guided) and s.name == "evolution" and s.options["predictor"] == "ensemble"
