@@ -219,7 +219,7 @@ def pareto_figure(candidates: Sequence[Any], objectives: Sequence[Objective], *,
         _style_axis(ax, obj, ys, "y", latency_device)
         handles, _ = ax.get_legend_handles_labels()
         handles += _not_shown(ax, n_failed, n_infeasible)
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=8, frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), fontsize=8, frameon=False)  # 5 long labels overflow the width
         ax.grid(alpha=0.3)
         ax.set_title(title or f"{axis_label(obj, latency_device)} of each evaluation", fontsize=11)
         return fig
@@ -273,7 +273,7 @@ def pareto_figure(candidates: Sequence[Any], objectives: Sequence[Objective], *,
         if k == 0:
             handles, _ = ax.get_legend_handles_labels()
             handles += _not_shown(ax, n_failed, n_infeasible)
-            fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=8, frameon=False)
+            fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), fontsize=8, frameon=False)  # 5 long labels overflow the width
     names = ", ".join(o.name for o in objectives)
     fig.suptitle(title or (f"Pareto front ({names})" if m == 2 else f"Pareto front over {names}: projections"), fontsize=11)
     return fig
