@@ -282,7 +282,16 @@ def test_export_of_compressed_candidates_round_trips_without_nas(run: Path, made
         code_text = (
             "import sys; sys.modules['nas'] = None\n"
             f"sys.path.insert(0, {str(out)!r})\n"
-            "import torch, model\n"
+            "import pickle, torch\n"
+            # loading never unpickles arbitrary objects: torch.load only with weights_only=True, no pickle.load
+            "def _no(*a, **k): raise AssertionError('pickle.load(s) called')\n"
+            "pickle.load = pickle.loads = _no\n"
+            "_load = torch.load\n"
+            "def _guard(*a, **k):\n"
+            "    assert k.get('weights_only') is True, 'torch.load without weights_only=True'\n"
+            "    return _load(*a, **k)\n"
+            "torch.load = _guard\n"
+            "import model\n"
             f"x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True)['x']\n"
             "with torch.no_grad(): y = model.load()(x)\n"
             f"torch.save({{'y': y}}, {str(out / 'y.pt')!r})\n"
