@@ -513,6 +513,18 @@ def remove_run(run: Path, existed: bool) -> None:
         pass
 
 
+def _check_train_options(config: SearchConfig, evaluator: Any) -> None:
+    """A given evaluator trains with its own options: a `config.train` it does not share would be
+    recorded with the run while the candidates train otherwise (e.g. max_epochs)."""
+    own = getattr(evaluator, "train_options", None)
+    if not isinstance(own, Mapping):
+        return
+    differ = {k: v for k, v in config.train.items() if own.get(k) != v}
+    if differ:
+        shown = ", ".join(f"{k}={v!r} (the evaluator: {own.get(k)!r})" for k, v in differ.items())
+        raise UsageError(f"config.train differs from the given evaluator's training options: {shown}; "
+                         "pass them to the evaluator (TrainingEvaluator(..., max_epochs=...)) or leave them out of config.train")
+
 def start(config: SearchConfig, run: str | Path | None = None, *, objectives: Sequence[Objective] | None = None,
           evaluator: Any = None, progress: bool = True, log: Callable[[str], None] | None = None) -> Search:
     """Create a run directory for `config` and return the `Search` session (call `.run()`).
@@ -534,6 +546,7 @@ def start(config: SearchConfig, run: str | Path | None = None, *, objectives: Se
 
     check_backend(config)
     evaluator = evaluator if evaluator is not None else make_evaluator(config)
+    _check_train_options(config, evaluator)
     fitted = fit_space(space, evaluator)
     check_fits(fitted, config.data, config.seed)
     existed = run.exists()

@@ -632,3 +632,21 @@ def test_cli_stopped_by_a_signal_is_saved_and_not_an_error(tmp_path: Path, signa
     assert f"Resume with: nas resume {run}" in err
     with RunStore.open(run) as store:
         assert store.meta("stopped") == ("terminated" if signame == "SIGTERM" else "interrupted")
+
+
+def test_a_given_evaluator_must_share_the_configs_training_options(tmp_path: Path) -> None:
+    """config.train is recorded with the run; an evaluator given to `start` trains with its own
+    options, so a config.train it does not share is refused (it once let a benchmark record
+    max_epochs 3 while every candidate trained the space's 10), and nothing is written."""
+    from nas.evaluators import TrainingEvaluator
+
+    config = SearchConfig(space=space_config(load_space("mlp")), data="digits", budget=2, train={"max_epochs": 3})
+    with pytest.raises(UsageError, match=r"max_epochs=3 \(the evaluator: None\)"):
+        start(config, tmp_path / "r", evaluator=TrainingEvaluator("digits", device="cpu"), progress=False)
+    assert not (tmp_path / "r").exists()
+    session = start(config, tmp_path / "ok", evaluator=TrainingEvaluator("digits", device="cpu", max_epochs=3), progress=False)
+    try:
+        result = session.run()
+    finally:
+        session.store.close()
+    assert len(result.candidates) == 2 and all(c.metrics["epochs"] <= 3 for c in result.candidates)
