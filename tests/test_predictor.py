@@ -170,6 +170,7 @@ def test_acquisition_defaults_and_the_size_feature() -> None:
     one, two = guided("evolution"), guided("nsga2")
     assert (one._thompson, one._kappa, one.options["random_pool"]) == (True, 2.0, 100)
     assert (two._thompson, two._kappa) == (False, 1.0)
+    assert (one._explore, two._explore) == (0, 2)
     assert not guided("evolution", thompson=0)._thompson
     drive(one, 12)
     rows = one._rows()
@@ -223,6 +224,19 @@ def test_several_objectives_on_the_table_propose_the_cheapest_twin() -> None:
     both = make_strategy("nsga2", NB201, 2, 0, objectives=["accuracy", "params"], predictor="ensemble")
     both.bind_evaluator(TrainingEvaluator("digits", device="cpu"))
     assert not both._by_twins()
+
+
+def test_explore_turns_are_the_base_strategys_own_proposals() -> None:
+    """With `explore=1` every proposal after `init` is the base's: the same as without a predictor;
+    with the default (every 2nd for several objectives) half of them differ."""
+    def keys(**options) -> list[str]:
+        s = make_strategy("nsga2", NB201, 2, 3, objectives=["accuracy", "latency"], population=10, **options)
+        s.bind_evaluator(TABLE)
+        return drive(s, 40)
+
+    plain = keys(predictor="none")
+    assert keys(predictor="ensemble", explore=1) == plain
+    assert keys(predictor="ensemble") != plain and keys(predictor="ensemble")[:10] == plain[:10]
 
 
 def test_auto_is_the_guided_default() -> None:
