@@ -77,7 +77,9 @@ def parse_constraints(specs: Iterable[str] | None) -> dict[str, float]:
             m = _CONSTRAINT.match(part)
             if not m:
                 raise UsageError(f"bad constraint {part!r}; write e.g. params<=200000, flops<=5e6 or latency<=2ms")
-            name, _, number, unit = m.groups()
+            name, op, number, unit = m.groups()
+            if op == "<":  # bounds are inclusive: a strict < would silently mean <=
+                raise UsageError(f"constraint {part!r}: write <= (a constraint is an upper bound that a candidate may reach)")
             try:
                 value = float(number.replace("_", ""))
             except ValueError:

@@ -810,6 +810,21 @@ def test_search_refuses_strict_constraints(tmp_path: Any, capsys: pytest.Capture
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("expr", ["params<5000", "flops<1e6,params<=10", "latency<2ms"])
+def test_python_api_refuses_strict_constraints(tmp_path: Any, expr: str) -> None:
+    """The same refusal through `nas.search` and `parse_constraints` (they once read `<` as `<=`)."""
+    import nas
+    from nas.errors import UsageError
+    from nas.objectives import parse_constraints
+
+    with pytest.raises(UsageError, match="write <="):
+        parse_constraints([expr])
+    with pytest.raises(UsageError, match="write <="):
+        nas.search("nb201", data="nb201:cifar10", budget=3, constraints=[expr], run=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+    assert parse_constraints(["params<=5000"]) == {"max_params": 5000.0}
+
+
 def test_no_progress_still_prints_the_generation_rows(tmp_path: Any, capsys: pytest.CaptureFixture[str],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
