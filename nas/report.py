@@ -474,6 +474,24 @@ def _rung_section(store: Any, config: Any) -> list[str]:
     return parts
 
 
+
+def _strategy_text(name: str, options: dict[str, Any], n_objectives: int) -> str:
+    """The strategy as the run used it: `auto (evolution + predictor ensemble)`, `nsga2`, ..."""
+    from .strategies import auto_strategy
+
+    base = name
+    if name == "auto":
+        base, auto = auto_strategy(n_objectives)
+        options = {**auto, **options}
+    parts = [base]
+    if options.get("predictor") not in (None, "none"):
+        parts.append(f"predictor {options['predictor']}")
+    if options.get("warm_start"):
+        parts.append(f"{options['warm_start']} warm start")
+    text = " + ".join(parts)
+    return f"auto ({text})" if name == "auto" else text
+
+
 def _html(run: Path, store: Any, config: Any, space: Any, objectives: Sequence[Objective], cands: Sequence[Any],
           pngs: dict[str, bytes]) -> str:
     from . import __version__
@@ -490,11 +508,7 @@ def _html(run: Path, store: Any, config: Any, space: Any, objectives: Sequence[O
     hv_text = objmod.hypervolume_text(cands, objectives)
     stopped = store.meta("stopped")
     created = store.meta("created")
-    strategy = config.strategy
-    if strategy == "auto":
-        from .strategies import default_strategy
-
-        strategy = f"auto ({default_strategy(m)})"
+    strategy = _strategy_text(config.strategy, dict(config.strategy_options or {}), m)
     budget = []
     if config.budget is not None:
         budget.append(f"{config.budget} evaluations")

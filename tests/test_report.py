@@ -377,3 +377,15 @@ def test_search_status_and_report_show_one_hypervolume(tmp_path: Path, nb201, ca
     assert f"<th>hypervolume</th><td>{hv:.4f} " in page
     series = hypervolume_series(evaluations(cands), objectives)
     assert series[-1] == pytest.approx(hv, rel=1e-12)  # the same front, summed in another order
+
+
+def test_report_names_the_strategy_as_it_ran() -> None:
+    """`auto` with what it stood for, the predictor and a warm start included (it once read
+    `auto (evolution)` for a search whose every proposal was the predictor's)."""
+    from nas.report import _strategy_text
+
+    assert _strategy_text("auto", {}, 1) == "auto (evolution + predictor ensemble)"
+    assert _strategy_text("auto", {}, 2) == "auto (nsga2 + predictor ensemble)"
+    assert _strategy_text("auto", {"predictor": "none"}, 1) == "auto (evolution)"
+    assert _strategy_text("evolution", {"predictor": "none"}, 1) == "evolution"
+    assert _strategy_text("nsga2", {"predictor": "ensemble", "warm_start": "synflow"}, 2) == "nsga2 + predictor ensemble + synflow warm start"
