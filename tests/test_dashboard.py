@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -205,13 +206,18 @@ def test_browser_follows_a_live_search(tmp_path: Path) -> None:
     try:
         deadline = time.time() + 60
         while not (run / "run.db").exists() and time.time() < deadline:
-            time.sleep(0.2)
-        time.sleep(0.5)
+            time.sleep(0.05)
+        # the search is held (SIGSTOP) until the page has been read once, so the first reading sees
+        # it before its end however fast it runs and however slowly chromium starts
+        os.kill(search.pid, signal.SIGSTOP)
         srv = make_server(run, port=0)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{srv.server_address[1]}/"
         counts = []
-        dom = ""
+        dom = browse(chromium, url, tmp_path / "profile")
+        n = attr(dom, "count", "data-count")
+        counts.append(int(n) if n else -1)
+        os.kill(search.pid, signal.SIGCONT)
         while time.time() < deadline + 300:
             dom = browse(chromium, url, tmp_path / "profile")
             n = attr(dom, "count", "data-count")
@@ -238,6 +244,7 @@ def test_browser_follows_a_live_search(tmp_path: Path) -> None:
         browse(chromium, url + f"#candidate/{cand}", tmp_path / "profile", f"--screenshot={artifacts_dir() / 'dashboard-candidate.png'}")
     finally:
         if search.poll() is None:
+            os.kill(search.pid, signal.SIGCONT)
             search.kill()
             search.wait(timeout=30)
         if srv is not None:
