@@ -63,6 +63,16 @@ def violations(metrics: Mapping[str, Any], constraints: Mapping[str, float] | No
 _BUILD_LOCK = threading.Lock()
 
 
+def _load_optimizers() -> None:
+    """Make one optimizer now: torch's first `Optimizer()` imports some 800 modules (torch._dynamo,
+    sympy; 1-2 s), and a Ctrl-C that arrives during that import can be lost or held until the
+    process exits. Done when the evaluator is made, before a run records anything, rather than in
+    the first candidate's training."""
+    import torch
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
 class TrainingEvaluator:
     """Judge a candidate by training it on a dataset (`nas.train.fit`).
 
@@ -84,6 +94,7 @@ class TrainingEvaluator:
         self.device = resolve_device(device)
         self.data = DeviceData(self.dataset, self.device)
         TrainConfig.for_arch({}, **train_options)  # check the options now, not mid-search
+        _load_optimizers()
         self.train_options = dict(train_options)
         self.latency = latency
         self.latency_options = dict(device=latency_device, batch_size=latency_batch, mode=latency_mode, threads=latency_threads)

@@ -616,18 +616,19 @@ def test_cli_stopped_by_a_signal_is_saved_and_not_an_error(tmp_path: Path, signa
                              "--patience", "40", "--budget", "30", "--run", str(run), "--no-progress"],
                             env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        def running() -> bool:
+        def training() -> bool:  # a candidate running and an epoch done: past the first imports of torch
             if not (run / "run.db").exists():
                 return False
             with RunStore.open(run) as store:
-                return store.counts()["running"] > 0
-        _wait_for(running, proc)
+                running = [c.id for c in store.candidates(["running"])]
+                return bool(running) and any(store.curve(cid) for cid in running)
+        _wait_for(training, proc)
         proc.send_signal(getattr(signal, signame))
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     sig = getattr(signal, signame)
-    assert proc.returncode == 128 + sig, err
+    assert proc.returncode == 128 + sig, (proc.returncode, out[-800:], err)
     assert "error" not in err and "Traceback" not in err
     assert f"Resume with: nas resume {run}" in err
     with RunStore.open(run) as store:
