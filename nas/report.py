@@ -474,7 +474,6 @@ def _rung_section(store: Any, config: Any) -> list[str]:
     return parts
 
 
-
 def _strategy_text(name: str, options: dict[str, Any], n_objectives: int) -> str:
     """The strategy as the run used it: `auto (evolution + predictor ensemble)`, `nsga2`, ..."""
     from .strategies import auto_strategy

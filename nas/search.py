@@ -525,6 +525,7 @@ def _check_train_options(config: SearchConfig, evaluator: Any) -> None:
         raise UsageError(f"config.train differs from the given evaluator's training options: {shown}; "
                          "pass them to the evaluator (TrainingEvaluator(..., max_epochs=...)) or leave them out of config.train")
 
+
 def start(config: SearchConfig, run: str | Path | None = None, *, objectives: Sequence[Objective] | None = None,
           evaluator: Any = None, progress: bool = True, log: Callable[[str], None] | None = None) -> Search:
     """Create a run directory for `config` and return the `Search` session (call `.run()`).
