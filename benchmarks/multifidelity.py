@@ -5,6 +5,7 @@ its HyperbandPruner, on the same space, data, builder and trainer, over several 
     python benchmarks/multifidelity.py --seeds 5                # the table in benchmarks/results/multifidelity_cpu.txt
     python benchmarks/multifidelity.py --tasks mlp:digits,cnn:mnist5k --seconds 120 --seeds 3
     python benchmarks/multifidelity.py --tasks cnn:mnist5k --seconds 200 --seeds 1 --modes one --epochs 3 --constraints 'flops<=3m'
+    python benchmarks/multifidelity.py --strategy random --modes one --methods none,asha   # the scheduler alone
     python benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 12 --seeds 2 --epochs 9   # the GPU check
                                                                 # (bash tools/gpu_checks.sh mf, under 5 min)
 
@@ -17,7 +18,8 @@ the same trainer and reports the validation accuracy after every epoch to the pr
 
 Printed per method, as mean +- standard deviation over seeds: candidates trained (started), total
 epochs, optimizer steps per epoch (averaged over the epochs trained: a smaller batch takes more steps
-an epoch), the best candidate's validation and test accuracy (best by validation), and the
+an epoch), the median parameter count of the candidates trained (the size of what the strategy
+proposed: a larger network's epoch costs more), the best candidate's validation and test accuracy (best by validation), and the
 hypervolume of the (accuracy, params) front of everything the run trained, on one normalisation
 per task (accuracy error in [0, 1], parameters between the smallest and largest seen in any run of
 the task, reference point 1.1); then the ratios against no scheduler and against Optuna.
@@ -54,8 +56,9 @@ METHODS = ("none", "asha", "hyperband")
 
 def run_nas(space: Any, data: str, evaluator: TrainingEvaluator, scheduler: str, objectives: list[str], seconds: float,
             seed: int, epochs: int, min_epochs: int, eta: int, folder: Path, device: str = "cpu",
-            constraints: dict[str, float] | None = None) -> dict[str, Any]:
+            constraints: dict[str, float] | None = None, strategy: str = "auto") -> dict[str, Any]:
     config = SearchConfig(space=space_config(space), data=data, objectives=objectives, budget=None, time_budget=seconds, seed=seed,
+                          strategy=strategy,
                           constraints=dict(constraints or {}),
                           device=device, train={"max_epochs": epochs}, scheduler=scheduler,
                           min_epochs=min_epochs if scheduler != "none" else 1, eta=eta if scheduler != "none" else 3)
@@ -74,6 +77,7 @@ def run_nas(space: Any, data: str, evaluator: TrainingEvaluator, scheduler: str,
         return {"trained": len(trained), "epochs": sum(int(c.metrics.get("epochs") or 0) for c in trained),
                 "steps": steps_per_epoch(space, evaluator, [(c.arch, int(c.metrics.get("epochs") or 0)) for c in trained]),
                 "val": best.metrics["val_accuracy"] if best else float("nan"), "test": test, "points": points, "wall": wall,
+                "params": median_params([c.metrics.get("params") for c in trained]),
                 "point_epochs": [int(c.metrics.get("epochs") or 0) for c in done]}
     finally:
         session.store.close()
@@ -134,10 +138,27 @@ def run_optuna(space: Any, evaluator: TrainingEvaluator, seconds: float, seed: i
     wall = time.monotonic() - t0
     done = [e for e in log if e["val"] is not None]
     best = max(done, key=lambda e: e["val"]) if done else None
+    if best is not None and best["state"] is None:
+        # the pick was pruned: its weights went with the trial. Training is seeded, so training it
+        # again to the epoch it was pruned at (the schedule over the maximum epochs) gives the same
+        # network, whose test accuracy is then Optuna's (outside the wall-clock budget, as every test)
+        again = evaluator.evaluate(space, best["arch"], seed=seed_for(seed, best["arch"].key), constraints=constraints, epochs=best["epochs"])
+        if again.ok and abs(float(again.metrics["val_accuracy"]) - best["val"]) < 1e-9:
+            best["state"] = again.state
+        else:
+            print(f"  optuna seed {seed}: the pruned pick trained again gave val {again.metrics.get('val_accuracy')}, not {best['val']}:"
+                  " no test accuracy", flush=True)
     test = evaluator.test(space, best["arch"], best["state"])["test_accuracy"] if best and best["state"] is not None else None
     return {"trained": len(log), "epochs": sum(e["epochs"] for e in log), "val": best["val"] if best else float("nan"), "test": test,
             "steps": steps_per_epoch(space, evaluator, [(e["arch"], e["epochs"]) for e in log]),
-            "points": [(e["val"], e["params"]) for e in done], "wall": wall}
+            "points": [(e["val"], e["params"]) for e in done], "wall": wall, "params": median_params([e["params"] for e in log])}
+
+
+def median_params(values: list[Any]) -> float:
+    """The median parameter count of the candidates a run trained: how large the networks its
+    strategy proposed were (an epoch of a larger network costs more)."""
+    vals = [float(v) for v in values if v is not None]
+    return statistics.median(vals) if vals else float("nan")
 
 
 def steps_per_epoch(space: Any, evaluator: TrainingEvaluator, trained: list[tuple[Any, int]]) -> float:
@@ -197,6 +218,7 @@ def main() -> None:
     ap.add_argument("--methods", default="none,asha,hyperband", help="the nas methods to run (default none,asha,hyperband)")
     ap.add_argument("--constraints", default="", help="constraints on every method's candidates, e.g. flops<=2m (checked before training;"
                     " a violating candidate is not trained)")
+    ap.add_argument("--strategy", default="auto", help="the nas methods' strategy (default auto, the search's default; e.g. random)")
     ap.add_argument("--json", type=Path, help="also write every run (its points included) to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -206,7 +228,7 @@ def main() -> None:
     except UsageError as exc:
         ap.exit(2, f"multifidelity.py: {exc}\n")
     print(f"# multifidelity: {args.seconds:g} s per run, seeds {args.seeds}, max epochs {args.epochs}, rungs from {args.min_epochs} by eta {args.eta},"
-          f" device {args.device} (1 CPU thread), torch {torch.__version__}" + (f", constraints {args.constraints}" if constraints else "")
+          f" device {args.device} (1 CPU thread), strategy {args.strategy}, torch {torch.__version__}" + (f", constraints {args.constraints}" if constraints else "")
           + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""), flush=True)
     everything: dict[str, Any] = {}
     for task in args.tasks.split(","):
@@ -225,7 +247,7 @@ def main() -> None:
                 for method, objectives in methods:
                     name = f"{method} ({'acc' if len(objectives) == 1 else 'acc,params'})"
                     out = run_nas(space, data, evaluator, method, objectives, args.seconds, seed, args.epochs, args.min_epochs, args.eta, Path(tmp), args.device,
-                                  constraints)
+                                  constraints, args.strategy)
                     runs.setdefault(name, []).append(out)
                     print(f"  {task} seed {seed} {name}: {out['trained']} trained, {out['epochs']} epochs, best val {out['val']:.4f}"
                           f" test {out['test'] if out['test'] is None else round(out['test'], 4)}, {out['wall']:.1f} s", flush=True)
@@ -240,12 +262,12 @@ def main() -> None:
             for r in rs:
                 r["hv"] = hypervolume(r["points"], lo, hi)
         print(f"\n## {task}  (hypervolume of (1 - val accuracy, params), params normalised to [{lo:,.0f}, {hi:,.0f}], reference 1.1)")
-        head = f"{'method':<28} {'trained':>16} {'epochs':>18} {'steps/epoch':>14} {'best val':>18} {'best test':>18} {'hypervolume':>18} {'wall s':>14}"
+        head = f"{'method':<28} {'trained':>16} {'epochs':>18} {'steps/epoch':>14} {'median params':>18} {'best val':>18} {'best test':>18} {'hypervolume':>18} {'wall s':>14}"
         print(head)
         print("-" * len(head))
         for name, rs in runs.items():
             print(f"{name:<28} {spread([r['trained'] for r in rs]):>16} {spread([r['epochs'] for r in rs]):>18} {spread([r['steps'] for r in rs]):>14}"
-                  f" {spread([r['val'] for r in rs]):>18}"
+                  f" {spread([r['params'] for r in rs]):>18} {spread([r['val'] for r in rs]):>18}"
                   f" {spread([r['test'] for r in rs]):>18} {spread([r['hv'] for r in rs]):>18} {spread([r['wall'] for r in rs]):>14}")
         print("\nhypervolume per seed: " + "; ".join(f"{name} " + " ".join(f"{r['hv']:.4f}" for r in rs) for name, rs in runs.items()))
         if args.json is not None:
