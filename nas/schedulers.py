@@ -186,6 +186,80 @@ def beats(a: RungResult, b: RungResult) -> bool:
     return pareto.dominates(np.array((-a.accuracy, *a.cheap)), np.array((-b.accuracy, *b.cheap)))  # type: ignore[operator]
 
 
+class RungView:
+    """One rung's results prepared once for many questions about its members: `beaten_by(cid)` is
+    `[r.cid for r in results if beats(r, me)]` (in the order of `results`) with one vectorised
+    pass instead of a Python call per pair, and `standing(cid)` is `standing(cid, results, eta)`
+    with the rung ranked once. Explaining or pruning a rung of n results is then O(n^2) numpy
+    work rather than O(n^3) Python (1,500 candidates: seconds, not minutes)."""
+
+    def __init__(self, results: Sequence[RungResult], eta: int) -> None:
+        self.results = list(results)
+        self.eta = eta
+        self._order: list[int] | None = None
+        self._pos: dict[int, int] = {}
+        self._index = {r.cid: i for i, r in enumerate(self.results)}
+        rs = self.results
+        self.cid = np.array([r.cid for r in rs], dtype=np.int64)
+        self.bad = np.array([r.accuracy is None or not math.isfinite(r.accuracy) for r in rs], dtype=bool)
+        self.viol = np.array([float(r.violation) for r in rs], dtype=float)
+        self.acc = np.array([float(r.accuracy) if r.accuracy is not None and math.isfinite(r.accuracy) else 0.0 for r in rs], dtype=float)
+        width = max((len(r.cheap) for r in rs if not (r.accuracy is None or not math.isfinite(r.accuracy))), default=0)
+        self.F = np.array([(-a, *(r.cheap if len(r.cheap) == width else (0.0,) * width)) for a, r in zip(self.acc, rs)],
+                          dtype=float).reshape(len(rs), width + 1)
+        self.cheap = np.array([bool(r.cheap) for r in rs], dtype=bool)
+
+    def order(self) -> list[int]:
+        if self._order is None:
+            self._order = rank_rung(self.results)
+            self._pos = {c: i for i, c in enumerate(self._order)}
+        return self._order
+
+    def _mask(self, cid: int) -> np.ndarray:
+        """Which results beat candidate `cid` (`beats(r, me)` for every r)."""
+        j = self._index[cid]
+        others = self.cid != cid
+        if self.bad[j]:
+            return others & (~self.bad | (self.cid < cid))
+        ok = others & ~self.bad
+        v = self.viol[j]
+        if v > 0:  # me a violator: every feasible one, and violators with a smaller (violation, id)
+            return ok & ((self.viol == 0) | (self.viol < v) | ((self.viol == v) & (self.cid < cid)))
+        out = np.zeros(len(self.results), dtype=bool)  # a feasible me: no violator beats it
+        plain = ok & (self.viol <= 0)
+        both_plain = plain & ~self.cheap & (not self.cheap[j])
+        acc = self.acc[j]
+        out |= both_plain & ((self.acc > acc) | ((self.acc == acc) & (self.cid < cid)))
+        dom = plain & ~both_plain
+        if dom.any():
+            F, f = self.F, self.F[j]
+            nan = np.isnan(F).any(axis=1) | bool(np.isnan(f).any())
+            out |= dom & ~nan & (F <= f).all(axis=1) & (F < f).any(axis=1)
+        return out
+
+    def beaten_by(self, cid: int) -> list[int]:
+        return [int(c) for c in self.cid[self._mask(cid)]]
+
+    def n_beating(self, cid: int) -> int:
+        return int(self._mask(cid).sum())
+
+    def standing(self, cid: int) -> dict[str, object]:
+        order = self.order()
+        if cid not in self._pos:
+            raise ValueError(f"candidate {cid} has no result at this rung")
+        pos = self._pos[cid]
+        return {"rank": pos + 1, "of": len(order), "cutoff": cutoff(len(order), self.eta), "above": order[:pos],
+                "beaten_by": self.beaten_by(cid)}
+
+    def never_promotable(self, cid: int, most: float) -> bool:
+        me = self.results[self._index[cid]]
+        if not me.ok:
+            return True
+        if math.isinf(most):
+            return False
+        return self.n_beating(cid) >= cutoff(int(most), self.eta)
+
+
 def standing(cid: int, results: Sequence[RungResult], eta: int) -> dict[str, object]:
     """Why a candidate stands where it does at a rung: its rank (1-based) among `n`, the cutoff,
     the candidates ranked above it and those that beat it outright (`beats`)."""
@@ -346,11 +420,34 @@ def load_checkpoint(run: Any, cid: int, rung: int, partial: bool = False) -> dic
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def stored_checkpoints(run: Any) -> set[tuple[int, int]]:
+    """(candidate id, rung) of every rung-end checkpoint in `run` (partial ones left out)."""
+    from pathlib import Path
+
+    folder = Path(run) / "checkpoints"
+    out: set[tuple[int, int]] = set()
+    for file in folder.glob("*.pt") if folder.exists() else ():
+        stem = file.name[: -len(".pt")]
+        cid, _, rung = stem.partition("-")
+        if cid.isdigit() and rung.isdigit():
+            out.add((int(cid), int(rung)))
+    return out
+
+
 def delete_checkpoints(run: Any, cid: int, rungs: Iterable[int] | None = None) -> int:
     from pathlib import Path
 
     folder = Path(run) / "checkpoints"
     gone = 0
+    if rungs is not None:  # the files by name: no listing of a folder that may hold thousands
+        for rung in set(rungs):
+            for file in (checkpoint_path(run, cid, rung), checkpoint_path(run, cid, rung, partial=True)):
+                try:
+                    file.unlink()
+                    gone += 1
+                except FileNotFoundError:
+                    pass
+        return gone
     for file in folder.glob(f"{cid}-*.pt") if folder.exists() else ():
         rung = int(file.name.split("-", 1)[1].split(".", 1)[0])
         if rungs is None or rung in set(rungs):
@@ -423,6 +520,8 @@ class ScheduledSearch:
         self.rungs = ladder(int(cfg.min_epochs), self.eta, top, getattr(search.evaluator, "fidelities", None))
         self.ladders = brackets(self.rungs, cfg.scheduler)
         self.rows: dict[tuple[int, int], StoredRung] = {(r.cid, r.rung): r for r in read_rungs(self.store)}
+        self._checkpoints = stored_checkpoints(self.store.path)  # (cid, rung) of the rung-end checkpoints on disk
+        self._promotable: dict[tuple[int, int], tuple[tuple[int, int], list[int]]] = {}  # see _next_promotion
 
     # -- what the rows say ------------------------------------------------------------------------
     def started(self) -> int:
@@ -442,32 +541,84 @@ class ScheduledSearch:
 
     def prune(self, group: tuple[int, int] | None = None) -> None:
         """Delete the checkpoints of candidates that can no longer be promoted (of one
-        (bracket, rung) group, or all)."""
-        results_of: dict[tuple[int, int], list[RungResult]] = {}
-        for r in list(self.rows.values()):
-            if group is not None and (r.bracket, r.rung) != group:
+        (bracket, rung) group, or all). Only rows known to have a checkpoint are looked at, and
+        each group's results are prepared once (`RungView`)."""
+        views: dict[tuple[int, int], RungView] = {}
+        for cid, rung in sorted(self._checkpoints):
+            r = self.rows.get((cid, rung))
+            if r is None or (group is not None and (r.bracket, r.rung) != group):
                 continue
-            if r.state != "complete" or (r.cid, r.rung + 1) in self.rows or not checkpoint_path(self.store.path, r.cid, r.rung).exists():
+            if r.state != "complete" or (r.cid, r.rung + 1) in self.rows:
                 continue
-            if (r.bracket, r.rung) not in results_of:
-                results_of[(r.bracket, r.rung)] = self._results(r.bracket, r.rung)
-            results = results_of[(r.bracket, r.rung)]
-            if r.final or r.rung + 1 >= len(self.ladders[r.bracket]) or never_promotable(r.cid, results, self.eta, self.most(r.bracket)[r.rung]):
-                delete_checkpoints(self.store.path, r.cid, [r.rung])
+            if r.final or r.rung + 1 >= len(self.ladders[r.bracket]):
+                self._delete_checkpoints(r.cid, [r.rung])
+                continue
+            most = self.most(r.bracket)[r.rung]
+            if not r.as_row().result.ok:  # type: ignore[union-attr]
+                self._delete_checkpoints(r.cid, [r.rung])  # infeasible: never promoted
+                continue
+            if math.isinf(most):
+                continue  # an unbounded rung: anyone feasible may still be promoted
+            if (r.bracket, r.rung) not in views:
+                views[(r.bracket, r.rung)] = RungView(self._results(r.bracket, r.rung), self.eta)
+            if views[(r.bracket, r.rung)].never_promotable(r.cid, most):
+                self._delete_checkpoints(r.cid, [r.rung])
+
+    def _delete_checkpoints(self, cid: int, rungs: Iterable[int]) -> None:
+        rungs = list(rungs)
+        delete_checkpoints(self.store.path, cid, rungs)
+        self._checkpoints.difference_update((cid, k) for k in rungs)
 
     def explain(self) -> None:
-        """Store, on each candidate's last finished rung, why it went no further."""
+        """Store, on each candidate's last finished rung, why it went no further (each rung's
+        results prepared once: `RungView`)."""
         last: dict[int, StoredRung] = {}
         for r in self.rows.values():
             if r.state in ("complete", "failed") and (r.cid not in last or r.rung > last[r.cid].rung):
                 last[r.cid] = r
+        groups: dict[tuple[int, int], list[RungResult]] = {}
+        for r in self.rows.values():
+            if r.state in ("complete", "failed"):
+                groups.setdefault((r.bracket, r.rung), []).append(r.as_row().result)  # type: ignore[arg-type]
+        views: dict[tuple[int, int], RungView] = {}
         for r in last.values():
             if (r.cid, r.rung + 1) in self.rows:
                 continue
-            why = explain_row(r, self._results(r.bracket, r.rung), self.eta, len(self.ladders[r.bracket]))
+            g = (r.bracket, r.rung)
+            if g not in views:
+                views[g] = RungView(groups[g], self.eta)
+            why = explain_row(r, groups[g], self.eta, len(self.ladders[r.bracket]), views[g])
             if why != r.why:
                 r.why = why
                 write_rung(self.store, r)
+
+    def _next_promotion(self) -> tuple[int, int, int] | None:
+        """`next_promotion` of the rows, with each (bracket, rung)'s promotable list kept until
+        that rung gains a finished result or the next rung a row (the only changes that move it:
+        a finished row's result and `final` never change), so a job ranks only the rung that
+        changed, not every rung of the run."""
+        by: dict[tuple[int, int], list[StoredRung]] = {}
+        for row in self.rows.values():
+            by.setdefault((row.bracket, row.rung), []).append(row)
+        best: tuple[tuple[int, int], tuple[int, int, int]] | None = None
+        for (b, k), group in sorted(by.items()):
+            if k + 1 >= len(self.ladders[b]):
+                continue
+            finished = [r for r in group if r.state in ("complete", "failed")]
+            onward = by.get((b, k + 1), [])
+            key = (len(finished), len(onward))
+            hit = self._promotable.get((b, k))
+            if hit is not None and hit[0] == key:
+                cand = hit[1]
+            else:
+                promoted = {r.cid for r in onward} | {r.cid for r in finished if r.final}
+                cand = promotable([r.as_row().result for r in finished], self.eta, promoted)  # type: ignore[misc]
+                self._promotable[(b, k)] = (key, cand)
+            if cand:
+                order = (-(b + k), -b)  # the highest absolute rung of the ladder first
+                if best is None or order < best[0]:
+                    best = (order, (cand[0], b, k + 1))
+        return None if best is None else best[1]
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> Any:
@@ -545,6 +696,7 @@ class ScheduledSearch:
                     break
             if stop == "budget":
                 delete_all_checkpoints(store.path)  # nothing left to promote: every checkpoint is of an unpromotable candidate
+                self._checkpoints.clear()
             self.explain()
             s._commit()
         except KeyboardInterrupt as exc:
@@ -577,7 +729,7 @@ class ScheduledSearch:
             row = again.pop(0)
             cand = cands[row.cid]
             return cand, s.space.make(cand.arch), row
-        promo = next_promotion([r.as_row() for r in self.rows.values()], self.ladders, self.eta)
+        promo = self._next_promotion()
         if promo is not None:
             cid, bracket, rung = promo
             cand = cands[cid]
@@ -648,6 +800,7 @@ class ScheduledSearch:
         row.metrics, row.finished = {k: v for k, v in metrics.items()}, now
         if ok and ev.checkpoint is not None and not row.final and row.rung + 1 < len(self.ladders[row.bracket]):
             save_checkpoint(store.path, cand.id, row.rung, ev.checkpoint)
+            self._checkpoints.add((cand.id, row.rung))
         write_rung(store, row)
         if row.rung == 0:
             s._record(cand, arch, ev)  # tells the strategy (the one time it hears of this candidate)
@@ -655,7 +808,7 @@ class ScheduledSearch:
             self._update(cand, arch, ev)
         # a later rung that failed (diverged, out of memory) leaves the candidate as its last rung
         # left it; the rung row says what happened
-        delete_checkpoints(store.path, cand.id, range(row.rung))  # superseded by this rung's
+        self._delete_checkpoints(cand.id, range(row.rung))  # superseded by this rung's
         checkpoint_path(store.path, cand.id, row.rung, partial=True).unlink(missing_ok=True)
         self.prune((row.bracket, row.rung))
 
@@ -687,15 +840,16 @@ def _violation(metrics: Mapping[str, Any], constraints: Mapping[str, float]) -> 
     return violation(metrics, constraints)
 
 
-def explain_row(row: StoredRung, results: Sequence[RungResult], eta: int, n_rungs: int) -> dict[str, Any]:
-    """Why a candidate stopped at this rung, as stored and shown."""
+def explain_row(row: StoredRung, results: Sequence[RungResult], eta: int, n_rungs: int, view: RungView | None = None) -> dict[str, Any]:
+    """Why a candidate stopped at this rung, as stored and shown (`view`: the same results,
+    prepared, when many rows of one rung are explained)."""
     if row.state == "failed":
         return {"stopped": "failed"}
     if row.rung + 1 >= n_rungs:
         return {"stopped": "top rung"}
     if row.final:
         return {"stopped": (row.metrics or {}).get("stop_reason", "training ended")}
-    st = standing(row.cid, results, eta)
+    st = view.standing(row.cid) if view is not None else standing(row.cid, results, eta)
     return {"stopped": "not promoted", **st}
 
 
