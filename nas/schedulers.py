@@ -262,7 +262,8 @@ class RungView:
 
 def standing(cid: int, results: Sequence[RungResult], eta: int) -> dict[str, object]:
     """Why a candidate stands where it does at a rung: its rank (1-based) among `n`, the cutoff,
-    the candidates ranked above it and those that beat it outright (`beats`)."""
+    the candidates ranked above it and those that beat it outright (`beats`). The definition,
+    pair by pair; `RungView` answers the same for a whole rung (what the driver uses)."""
     order = rank_rung(results)
     if cid not in order:
         raise ValueError(f"candidate {cid} has no result at this rung")
@@ -275,7 +276,8 @@ def standing(cid: int, results: Sequence[RungResult], eta: int) -> dict[str, obj
 def never_promotable(cid: int, results: Sequence[RungResult], eta: int, most: float) -> bool:
     """True when the candidate cannot be promoted however the rung fills up to `most` results
     (math.inf when unbounded): failed or infeasible, or beaten outright by at least
-    `floor(most / eta)` others (each of those ranks above it at every later size)."""
+    `floor(most / eta)` others (each of those ranks above it at every later size). The
+    definition; `RungView.never_promotable` is the driver's, checked against it."""
     me = next(r for r in results if r.cid == cid)
     if not me.ok:
         return True
@@ -306,12 +308,17 @@ class RungRow:
     final: bool = False  # the candidate stopped for a reason of its own (early stopping, max epochs)
 
 
-def next_promotion(rows: Sequence[RungRow], ladders: Sequence[Sequence[int]], eta: int) -> tuple[int, int, int] | None:
+def next_promotion(rows: Sequence[Any], ladders: Sequence[Sequence[int]], eta: int,
+                   cache: dict[tuple[int, int], tuple[tuple[int, int], list[int]]] | None = None) -> tuple[int, int, int] | None:
     """ASHA's choice for a free worker: (candidate id, bracket, rung to train to) of the best
     promotable candidate of the highest rung that has one, over all brackets, or None.
     Brackets are looked at from the least aggressive, so that with equal rungs longer training
-    that was started goes first."""
-    by: dict[tuple[int, int], list[RungRow]] = {}
+    that was started goes first. `rows` are `RungRow`s or `StoredRung`s. With `cache` (a dict the
+    caller keeps between calls) each (bracket, rung)'s promotable list is kept until that rung
+    gains a finished result or the next rung a row, the only changes that move it (a finished
+    row's result and `final` never change), so the driver's every job ranks only the rung that
+    changed, not every rung of the run."""
+    by: dict[tuple[int, int], list[Any]] = {}
     for row in rows:
         by.setdefault((row.bracket, row.rung), []).append(row)
     best: tuple[tuple[int, int], tuple[int, int, int]] | None = None
@@ -319,10 +326,17 @@ def next_promotion(rows: Sequence[RungRow], ladders: Sequence[Sequence[int]], et
         if k + 1 >= len(ladders[b]):
             continue
         finished = [r for r in group if r.state in ("complete", "failed")]
-        results = [r.result for r in finished if r.result is not None]
-        stopped = {r.cid for r in finished if r.final}
-        promoted = {r.cid for r in by.get((b, k + 1), [])} | stopped
-        cand = promotable(results, eta, promoted)
+        onward = by.get((b, k + 1), [])
+        key = (len(finished), len(onward))
+        hit = cache.get((b, k)) if cache is not None else None
+        if hit is not None and hit[0] == key:
+            cand = hit[1]
+        else:
+            results = [r.result if isinstance(r, RungRow) else r.as_row().result for r in finished]
+            promoted = {r.cid for r in onward} | {r.cid for r in finished if r.final}
+            cand = promotable([x for x in results if x is not None], eta, promoted)
+            if cache is not None:
+                cache[(b, k)] = (key, cand)
         if cand:
             order = (-(b + k), -b)  # the highest absolute rung of the ladder first
             if best is None or order < best[0]:
@@ -448,11 +462,9 @@ def delete_checkpoints(run: Any, cid: int, rungs: Iterable[int] | None = None) -
                 except FileNotFoundError:
                     pass
         return gone
-    for file in folder.glob(f"{cid}-*.pt") if folder.exists() else ():
-        rung = int(file.name.split("-", 1)[1].split(".", 1)[0])
-        if rungs is None or rung in set(rungs):
-            file.unlink(missing_ok=True)
-            gone += 1
+    for file in folder.glob(f"{cid}-*.pt") if folder.exists() else ():  # every rung
+        file.unlink(missing_ok=True)
+        gone += 1
     return gone
 
 
@@ -521,7 +533,7 @@ class ScheduledSearch:
         self.ladders = brackets(self.rungs, cfg.scheduler)
         self.rows: dict[tuple[int, int], StoredRung] = {(r.cid, r.rung): r for r in read_rungs(self.store)}
         self._checkpoints = stored_checkpoints(self.store.path)  # (cid, rung) of the rung-end checkpoints on disk
-        self._promotable: dict[tuple[int, int], tuple[tuple[int, int], list[int]]] = {}  # see _next_promotion
+        self._promotable: dict[tuple[int, int], tuple[tuple[int, int], list[int]]] = {}  # next_promotion's cache
 
     # -- what the rows say ------------------------------------------------------------------------
     def started(self) -> int:
@@ -587,38 +599,10 @@ class ScheduledSearch:
             g = (r.bracket, r.rung)
             if g not in views:
                 views[g] = RungView(groups[g], self.eta)
-            why = explain_row(r, groups[g], self.eta, len(self.ladders[r.bracket]), views[g])
+            why = explain_row(r, views[g], len(self.ladders[r.bracket]))
             if why != r.why:
                 r.why = why
                 write_rung(self.store, r)
-
-    def _next_promotion(self) -> tuple[int, int, int] | None:
-        """`next_promotion` of the rows, with each (bracket, rung)'s promotable list kept until
-        that rung gains a finished result or the next rung a row (the only changes that move it:
-        a finished row's result and `final` never change), so a job ranks only the rung that
-        changed, not every rung of the run."""
-        by: dict[tuple[int, int], list[StoredRung]] = {}
-        for row in self.rows.values():
-            by.setdefault((row.bracket, row.rung), []).append(row)
-        best: tuple[tuple[int, int], tuple[int, int, int]] | None = None
-        for (b, k), group in sorted(by.items()):
-            if k + 1 >= len(self.ladders[b]):
-                continue
-            finished = [r for r in group if r.state in ("complete", "failed")]
-            onward = by.get((b, k + 1), [])
-            key = (len(finished), len(onward))
-            hit = self._promotable.get((b, k))
-            if hit is not None and hit[0] == key:
-                cand = hit[1]
-            else:
-                promoted = {r.cid for r in onward} | {r.cid for r in finished if r.final}
-                cand = promotable([r.as_row().result for r in finished], self.eta, promoted)  # type: ignore[misc]
-                self._promotable[(b, k)] = (key, cand)
-            if cand:
-                order = (-(b + k), -b)  # the highest absolute rung of the ladder first
-                if best is None or order < best[0]:
-                    best = (order, (cand[0], b, k + 1))
-        return None if best is None else best[1]
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> Any:
@@ -729,7 +713,7 @@ class ScheduledSearch:
             row = again.pop(0)
             cand = cands[row.cid]
             return cand, s.space.make(cand.arch), row
-        promo = self._next_promotion()
+        promo = next_promotion(list(self.rows.values()), self.ladders, self.eta, self._promotable)
         if promo is not None:
             cid, bracket, rung = promo
             cand = cands[cid]
@@ -840,17 +824,15 @@ def _violation(metrics: Mapping[str, Any], constraints: Mapping[str, float]) -> 
     return violation(metrics, constraints)
 
 
-def explain_row(row: StoredRung, results: Sequence[RungResult], eta: int, n_rungs: int, view: RungView | None = None) -> dict[str, Any]:
-    """Why a candidate stopped at this rung, as stored and shown (`view`: the same results,
-    prepared, when many rows of one rung are explained)."""
+def explain_row(row: StoredRung, view: RungView, n_rungs: int) -> dict[str, Any]:
+    """Why a candidate stopped at this rung (`view`: the rung's results), as stored and shown."""
     if row.state == "failed":
         return {"stopped": "failed"}
     if row.rung + 1 >= n_rungs:
         return {"stopped": "top rung"}
     if row.final:
         return {"stopped": (row.metrics or {}).get("stop_reason", "training ended")}
-    st = view.standing(row.cid) if view is not None else standing(row.cid, results, eta)
-    return {"stopped": "not promoted", **st}
+    return {"stopped": "not promoted", **view.standing(row.cid)}
 
 
 def delete_all_checkpoints(run: Any) -> None:

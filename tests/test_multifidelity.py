@@ -567,28 +567,31 @@ def test_a_worker_that_dies_mid_rung_loses_only_that_rung(tmp_path):
     assert dying == search("inline")  # the rung was run again, and the run ends as one without the death
 
 
-if __name__ == "__main__":
-    _worker(*sys.argv[1:5])
-
-
 @pytest.mark.parametrize("scheduler,objectives", [("asha", ["accuracy"]), ("hyperband", ["accuracy", "params"])])
 def test_the_drivers_cached_promotions_are_next_promotion(tmp_path, scheduler, objectives):
     """The driver keeps each rung's promotable list until the rung changes; at every job it must
     choose what the pure `next_promotion` of all rows chooses."""
-    from nas.schedulers import ScheduledSearch, next_promotion
+    import nas.schedulers as sch
 
     session, _ = _table_search(tmp_path, scheduler=scheduler, objectives=objectives, budget=60, strategy="random", strategy_options={})
-    sched = session.scheduled
-    real = ScheduledSearch._next_promotion
+    real = sch.next_promotion
     checked = []
 
-    def both(self):
-        got = real(self)
-        assert got == next_promotion([r.as_row() for r in self.rows.values()], self.ladders, self.eta)
+    def both(rows, ladders, eta, cache=None):
+        got = real(rows, ladders, eta, cache)
+        assert cache is not None and got == real([r.as_row() for r in rows], ladders, eta)
         checked.append(got)
         return got
 
-    sched._next_promotion = both.__get__(sched)
-    session.run()
+    sch.next_promotion = both
+    try:
+        session.run()
+    finally:
+        sch.next_promotion = real
     session.store.close()
     assert len(checked) >= 60 and sum(c is not None for c in checked) >= 10
+
+
+if __name__ == "__main__":
+    _worker(*sys.argv[1:5])
+
