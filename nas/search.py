@@ -91,7 +91,8 @@ class Search:
         if bind is not None:
             bind(self.evaluator)
         # every commit writes the strategy's state with the rows it goes with (when it changed)
-        store.state_provider = lambda: {"strategy": self.strategy.state_dict()}
+        self._strategy_state: dict[str, Any] | None = None
+        store.state_provider = self._states
         self.progress = progress
         self.log = log or print
         self._bar: Any = None
@@ -137,6 +138,19 @@ class Search:
         self._front_version += changed
         return changed
 
+    def _states(self) -> dict[str, Any]:
+        """What a commit saves with the rows: the strategy's state. It changes only in `ask`, `tell`
+        and `observe` (the driver calls `_touched` after each): between them the same object is
+        given again, which the store knows it saved, so the commit of every epoch's curve row does
+        not serialise the whole strategy."""
+        if self._strategy_state is None:
+            self._strategy_state = self.strategy.state_dict()
+        return {"strategy": self._strategy_state}
+
+    def _touched(self) -> None:
+        """The strategy was asked or told something: the next commit saves its state anew."""
+        self._strategy_state = None
+
     def _elapsed(self) -> float:
         """Seconds of search over all sessions, up to now."""
         return self._elapsed0 + time.monotonic() - self._t0
@@ -176,6 +190,7 @@ class Search:
         keeps proposing known networks: the space may be exhausted."""
         for _ in range(max(1000, 20 * (self.config.budget or 50)) + 1):
             proposal = self.strategy.ask()
+            self._touched()
             twin = self._first.get(proposal.arch.key)
             if twin is None:
                 return proposal
@@ -188,6 +203,7 @@ class Search:
         ev = Evaluation(twin.state, dict(twin.metrics), twin.error)
         result, values, violation = self._result(cid, arch, ev, generation, parents)
         self.strategy.tell(result)
+        self._touched()
         got = self.store.add_finished(arch.key, dict(arch), twin.state, generation=generation, parents=parents, metrics=twin.metrics,
                                       objectives=values, violation=violation, error=twin.error, duplicate_of=twin.id)
         self._count(twin.state, duplicate=True)
@@ -200,6 +216,7 @@ class Search:
             ev.metrics.update(info(arch))
         result, values, violation = self._result(cand.id, arch, ev, cand.generation, cand.parents)
         self.strategy.tell(result)
+        self._touched()
         state = ev.status if ev.status in ("complete", "failed", "infeasible") else "failed"
         keep = self.config.keep_weights != "none" and ev.state is not None and duplicate_of is None
         if ev.history and self._epochs_heard.pop(cand.id, 0) != len(ev.history):  # the curve, where its epochs were not all heard

@@ -193,6 +193,7 @@ class RunStore:
         self.batch = False
         self.state_provider: Callable[[], Mapping[str, Any]] | None = None
         self._saved: dict[str, str] = {}
+        self._saved_objects: dict[str, Any] = {}  # name -> the object whose text `_saved` holds
         self._last_id: int | None = None  # the largest candidate id (the writer's cache; None: ask the database)
         self._closed = False
         if lock is not None:
@@ -328,6 +329,7 @@ class RunStore:
         self._last_id = None
         if self._lock is not None:
             self._saved = {name: value for name, value in self.conn.execute("SELECT name, value FROM state")}
+        self._saved_objects = {}
 
     @property
     def pending(self) -> bool:
@@ -358,10 +360,13 @@ class RunStore:
         """Write the states that differ from what the run holds (a strategy's whole state is
         large: it is written only when it changed)."""
         for name, value in (states or {}).items():
+            if self._saved_objects.get(name) is value:  # the very object saved last: unchanged (see Search._states)
+                continue
             text = _dumps(value)
             if self._saved.get(name) != text:
                 self.conn.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (name, text))
                 self._saved[name] = text
+            self._saved_objects[name] = value
 
     # -- candidates -------------------------------------------------------------------------
     def add(self, key: str, arch: Mapping[str, Any], *, generation: int = 0, parents: Iterable[int] = (),

@@ -197,6 +197,10 @@ def _worker(mode: str, run: str, log: str, kind: str) -> None:
         evaluator = _logged(TabularEvaluator, log, 0.12)("cifar10")
         config = SearchConfig(space=space_config(load_space("nb201")), data="nb201:cifar10", objectives=["accuracy", "params"],
                               strategy="nsga2", strategy_options={"population": 8}, budget=30, seed=2, scheduler="asha", eta=3)
+    elif kind == "table-auto":  # the guided default: its predictor learns from the 200-epoch rung once 10 are in
+        evaluator = _logged(TabularEvaluator, log, 0.12)("cifar10")
+        config = SearchConfig(space=space_config(load_space("nb201")), data="nb201:cifar10", objectives=["accuracy"],
+                              strategy="auto", budget=45, seed=2, scheduler="asha", eta=3)
     else:
         torch.set_num_threads(1)
         train = {"max_epochs": 9, "patience": None}
@@ -257,7 +261,7 @@ def _jobs(log: Path) -> list[tuple[str, str, int, int]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,times,max_delay", [("table", 4, 1.0), ("digits", 3, 1.0)])  # a digits run ends about 2 s after its first job
+@pytest.mark.parametrize("kind,times,max_delay", [("table", 4, 1.0), ("table-auto", 4, 1.5), ("digits", 3, 1.0)])  # a digits run ends about 2 s after its first job
 def test_kill_9_mid_rung_and_resume_equals_an_uninterrupted_run(tmp_path, kind, times, max_delay):
     """SIGKILL a seeded one-worker scheduled search at random moments (also mid-rung), resume each
     time: the run ends as one that never stopped, and only rungs in flight ran twice, each again
@@ -276,11 +280,11 @@ def test_kill_9_mid_rung_and_resume_equals_an_uninterrupted_run(tmp_path, kind, 
     # flight; fast table lookups are committed in groups at most COMMIT_INTERVAL apart (nas.search)
     from nas.search import COMMIT_INTERVAL
 
-    per_kill = 1 if kind != "table" else int(COMMIT_INTERVAL / 0.12) + 2
+    per_kill = 1 if not kind.startswith("table") else int(COMMIT_INTERVAL / 0.12) + 2
     assert len(jobs) - len({j[1:] for j in jobs}) <= kills * per_kill
     rungs = sorted({j[2] for j in want})
     assert len(rungs) >= 2  # the premise: candidates were promoted
-    if kind != "table":  # (a table keeps no state: every rung is a lookup)
+    if not kind.startswith("table"):  # (a table keeps no state: every rung is a lookup)
         for _, _, epochs, start in jobs:  # a rung starts where the rung below it ended
             assert start == (0 if epochs == rungs[0] else rungs[rungs.index(epochs) - 1])
     assert not (run / "checkpoints").exists()  # a finished run keeps no rung checkpoints
@@ -336,6 +340,31 @@ def test_every_strategy_is_told_once_per_candidate_at_its_first_rung(tmp_path, s
     final = {c.id: c for c in result.candidates}
     for cid in promoted:
         assert final[cid].metrics["rung"] == 1 and final[cid].metrics["epochs"] == 200
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "hyperband"])
+def test_a_strategy_observes_every_completed_rung_at_its_epochs(tmp_path, scheduler):
+    """`observe` hears each (candidate, rung) that completed once, with that rung's epochs and its
+    accuracy there (12 or 200 on the table), after the one `tell` of the candidate's first rung."""
+    from nas.schedulers import read_rungs
+
+    session, _ = _table_search(tmp_path, strategy="auto", scheduler=scheduler, budget=30)
+    heard: list[tuple[int, int, float]] = []
+    told: set[int] = set()
+    real_tell, real_observe = session.strategy.tell, session.strategy.observe
+    session.strategy.tell = lambda result: (told.add(result.id), real_tell(result))[1]
+
+    def observe(result, epochs):
+        assert result.id in told  # its first rung was told before
+        heard.append((result.id, epochs, -result.values[0]))
+        real_observe(result, epochs)
+
+    session.strategy.observe = observe
+    session.run()
+    rows = [r for r in read_rungs(session.store) if r.state == "complete"]
+    session.store.close()
+    assert sorted(heard) == sorted((r.cid, r.epochs, pytest.approx(r.accuracy)) for r in rows)
+    assert {e for _, e, _ in heard} == {12, 200}
 
 
 def test_hyperband_deals_candidates_to_brackets(tmp_path):

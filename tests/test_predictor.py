@@ -300,3 +300,44 @@ def test_cheap_objectives_counted_on_the_meta_device_equal_a_real_build(name: st
         model = build_model(space, arch)
         assert _counted(space, arch, "params") == count_params(model)
         assert _counted(space, arch, "flops") == count_flops(model, space.input_shape)
+
+
+def test_under_a_scheduler_the_predictor_learns_from_the_highest_fidelity_with_enough_results() -> None:
+    """BOHB's rule: the model is fitted on the results at the largest number of epochs that holds
+    at least `init` of them (observed rung by rung), else on the first results; and every 3rd
+    proposal is a uniform sample once results come by fidelity. All of it survives a resume."""
+    s = guided("evolution")
+    low, high = [], []
+    for i in range(14):
+        p = s.ask()
+        m12 = TABLE.evaluate(NB201, p.arch, epochs=12).metrics
+        r = Result(i, p.arch, (-m12["val_accuracy"],), 0.0, p.generation, p.parents)
+        s.tell(r)
+        s.observe(r, 12)
+        low.append(r)
+    assert s._learning() == (12, low)
+    for r in low[:9]:  # nine promoted to 200 epochs: not yet enough
+        m200 = TABLE.evaluate(NB201, r.arch, epochs=200).metrics
+        hr = Result(r.id, r.arch, (-m200["val_accuracy"],), 0.0, r.generation, r.parents)
+        s.observe(hr, 200)
+        high.append(hr)
+    assert s._learning() == (12, low)
+    m200 = TABLE.evaluate(NB201, low[9].arch, epochs=200).metrics
+    high.append(Result(low[9].id, low[9].arch, (-m200["val_accuracy"],), 0.0))
+    s.observe(high[-1], 200)
+    epochs, rows = s._learning()
+    assert epochs == 200 and [r.values for r in rows] == [r.values for r in high]
+    assert s._incumbents()[0].values == min(r.values for r in high)  # local search starts at the 200-epoch best
+    # a rebuilt strategy carries on identically, uniform turns included
+    fresh = guided("evolution")
+    fresh.load_state_dict(json.loads(json.dumps(s.state_dict())))
+    assert fresh._learning()[0] == 200 and [r.values for r in fresh._learning()[1]] == [r.values for r in rows]
+    uniform = []
+    fresh._uniform = lambda real=fresh._uniform: (uniform.append(fresh.n_asked), real())[1]  # type: ignore[method-assign]
+    assert drive(s, 6, start_id=100) == drive(fresh, 6, start_id=100)
+    assert uniform and all(n % 3 == 0 for n in uniform) and len(uniform) == 2
+    # without a scheduler (nothing observed) no proposal is a uniform sample
+    plain = guided("evolution")
+    plain._uniform = lambda: pytest.fail("a uniform turn without a scheduler")  # type: ignore[method-assign]
+    drive(plain, 20)
+    assert plain._learning()[0] == 0

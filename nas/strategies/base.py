@@ -198,6 +198,12 @@ class Strategy(ABC):
     def tell(self, result: Result) -> None:
         """Learn from one evaluated candidate (in any order, any number of asks later)."""
 
+    def observe(self, result: Result, epochs: int) -> None:
+        """A multi-fidelity scheduler's result of `result.id` after `epochs` epochs of training, for
+        every rung it completes (its first rung too, after the one `tell`). Strategies that model
+        accuracy by fidelity use it (the predictor of `guided.Guided`); the default ignores it, so a
+        strategy still hears of each candidate once, through `tell`, at its first rung."""
+
     def _check(self, result: Result) -> None:
         """Reject results the driver should never send (a driver bug, not bad user input)."""
         if result.arch.fingerprint != self.space.fingerprint:

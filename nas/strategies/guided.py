@@ -34,6 +34,15 @@ only which of its proposals reach the driver:
   networks unlike the ones it learnt from (on NAS-Bench-201 the identity cell, 73.6% at 4.2 ms,
   is predicted near the 30-60% of the other parameter-free cells it has seen, and never picked),
   and the base's turns find them.
+- Under a multi-fidelity scheduler (`nas.schedulers`), which reports every rung a candidate
+  completes through `observe(result, epochs)`, the guided strategy works as BOHB does (Falkner
+  et al. 2018): the predictor learns from, and the local search starts at, the results at the
+  largest number of epochs that holds at least `init` of them (the first rung's until a higher
+  one does), and every 3rd proposal after `init` (`uniform`) is a uniform sample (BOHB's random
+  third). Fitted on the first rung alone (one epoch), the model learns what learns fastest in
+  one epoch -- wide networks and small batches -- and the search drifts to networks that cost
+  more per epoch and are not better after the maximum epochs; the uniform turns keep unbiased
+  networks coming to the higher rungs, where the model learns from them.
 - Twins on a table: cells of one key build one network, but NAS-Bench-201 measured every cell
   with all its edges, so the table's parameters, FLOPs and latency differ between them (up to
   half again as slow for the same network). With several objectives of which some are read from
@@ -88,6 +97,7 @@ class Guided(Strategy):
         "kappa": Option(None, float, lambda v: v >= 0, "a number >= 0", "predictor: scale of the spread in the acquisition (default 2.0 for one objective, 1.0 for several)", optional=True),
         "thompson": Option(None, int, lambda v: v in (0, 1), "0 or 1", "predictor: 1 = mean + kappa * z * spread with z ~ N(0, 1) per candidate, 0 = mean + kappa * spread (default 1 for one objective, 0 for several)", optional=True),
         "explore": Option(None, int, lambda v: v >= 0, "an integer >= 0", "predictor: every n-th proposal is the base's own, not the predictor's pick (0 = never; default 2 for several objectives, 0 for one)", optional=True),
+        "uniform": Option(None, int, lambda v: v >= 0, "an integer >= 0", "predictor: every n-th proposal is a uniform sample (0 = never; default 3 under a multi-fidelity scheduler, BOHB's random third, else 0)", optional=True),
         "init": Option(10, int, lambda v: v >= 2, "an integer >= 2", "predictor: results before it is used"),
         "members": Option(5, int, lambda v: v >= 2, "an integer >= 2", "predictor: ensemble members"),
         "retries": Option(20, int, lambda v: v >= 0, "an integer >= 0", "redraws of a proposal whose network was already evaluated"),
@@ -112,6 +122,8 @@ class Guided(Strategy):
         self.options = {**base.options, **self.options, "predictor": predictor, "warm_start": warm_start}
         self.rng = random.Random(f"guided:{base.seed}")  # not the base's stream
         self._history: list[Result] = []  # first result of every distinct key, in order told
+        self._fidelity: dict[int, dict[str, Result]] = {}  # epochs -> key -> result (`observe`, under a scheduler)
+        self._json: dict[int, tuple[Result, list[Any]]] = {}  # id(result) -> (result, its form in the state)
         self._evaluated: set[str] = set()
         self._pending: dict[str, list[Architecture]] = {}  # asked, not yet told
         self._seeds: list[tuple[Architecture, float]] = []
@@ -184,6 +196,9 @@ class Guided(Strategy):
             self._info[arch.key] = {f"proxy_{self.warm_start}": value if math.isfinite(value) else None, "proxy_batch": self._batch_note}
             return self._out(Proposal(arch))
         if self.predictor == "ensemble" and len(self._rows()) >= self.options["init"]:
+            uniform = self.options["uniform"] if self.options["uniform"] is not None else (3 if self._fidelity else 0)
+            if uniform and self.n_asked % uniform == 0:
+                return self._out(self._uniform())
             if self._explore and self.n_asked % self._explore == 0:
                 return self._out(self._fresh())  # the base's own turn: what the predictor cannot foresee
             return self._out(self._guided())
@@ -258,6 +273,16 @@ class Guided(Strategy):
                 return arch
         return self.space.sample(self.rng)
 
+    def _uniform(self) -> Proposal:
+        """A uniform sample (redrawn up to `retries` times while its network was seen): unbiased by
+        what the model, and under a scheduler the first rung, favours."""
+        arch = self._sample()
+        for _ in range(self.options["retries"]):
+            if not self._seen(arch.key):
+                break
+            arch = self._sample()
+        return Proposal(arch)
+
     def _guided(self) -> Proposal:
         drawn = self._draw(self.options["pool"])
         pool: dict[str, Proposal] = {}
@@ -305,7 +330,7 @@ class Guided(Strategy):
         return p if best == p.arch else Proposal(best, p.generation, p.parents)
 
     def _incumbents(self) -> list[Result]:
-        rows = [r for r in self._history if not r.failed]
+        rows = self._rows()
         if self.n_objectives == 1:
             return sorted(rows, key=standing)[: self.options["local"]]
         feas = [r for r in rows if r.feasible]
@@ -354,7 +379,21 @@ class Guided(Strategy):
 
     # -- the predictor --------------------------------------------------------------------------
     def _rows(self) -> list[Result]:
-        return [r for r in self._history if not r.failed]
+        return self._learning()[1]
+
+    def _learning(self) -> tuple[int, list[Result]]:
+        """(epochs, results) the predictor learns from and the local search starts at. Without a
+        scheduler: every evaluated network's result (epochs 0). Under one (results by fidelity,
+        from `observe`): the results at the largest number of epochs that holds at least `init`
+        of them, as BOHB fits its model on the largest budget with enough observations (Falkner
+        et al. 2018); before any does, the first results. A model of the first rung alone (one
+        epoch) learns what learns fastest in one epoch -- wide networks, small batches -- which
+        are not the best after the maximum epochs and cost more per epoch."""
+        for epochs in sorted(self._fidelity, reverse=True):
+            rows = [r for r in self._fidelity[epochs].values() if not r.failed]
+            if len(rows) >= self.options["init"]:
+                return epochs, rows
+        return 0, [r for r in self._history if not r.failed]
 
     def _features(self, archs: Sequence[Architecture]) -> np.ndarray:
         """The encoding of each architecture, with its standardised log parameter count as one more
@@ -363,22 +402,22 @@ class Guided(Strategy):
         spaces, and the encoding alone does not see widths. The standardisation comes from the
         first `init` results, so a resumed run computes the same features."""
         if self._size is not None and self._size_scale is None:
-            first = [r.arch for r in self._rows()[: self.options["init"]]]
+            first = [r.arch for r in self._history if not r.failed][: self.options["init"]]
             logs = np.log([max(self._cheap_value(SIZE, a), 1.0) for a in first])
             self._size_scale = (float(logs.mean()), float(logs.std()) or 1.0)
             c, sd = self._size_scale
             self._encoder = Encoder(self.space, lambda a: [(math.log(max(self._cheap_value(SIZE, a), 1.0)) - c) / sd], 1)
         return self._encoder.matrix(list(archs))
 
-    def _model(self, k: int, rows: Sequence[Result]) -> Ensemble:
-        key = (k, len(rows))
+    def _model(self, k: int, epochs: int, rows: Sequence[Result]) -> Ensemble:
+        key = (k, epochs, len(rows))
         model = self._models.get(key)
         if model is None:
             X = self._features([r.arch for r in rows])
             y = np.array([r.values[k] for r in rows])  # type: ignore[index]
-            seed = (self.seed * 1_000_003 + len(rows) * 101 + k) % 2**32
+            seed = (self.seed * 1_000_003 + len(rows) * 101 + k + epochs * 7_919) % 2**32
             model = Ensemble(members=self.options["members"], seed=seed).fit(X, y)
-            self._models = {kk: m for kk, m in self._models.items() if kk[1] == len(rows)}
+            self._models = {kk: m for kk, m in self._models.items() if kk[1:] == key[1:]}
             self._models[key] = model
         return model
 
@@ -390,7 +429,7 @@ class Guided(Strategy):
         return v
 
     def _acquire(self, archs: list[Architecture]) -> int:
-        rows = self._rows()
+        epochs, rows = self._learning()
         with _one_blas_thread():
             X = self._features(archs)
             cols = []
@@ -398,7 +437,7 @@ class Guided(Strategy):
                 if k in self._cheap:
                     cols.append(np.array([self._cheap_value(k, a) for a in archs]))
                 else:
-                    mean, spread = self._model(k, rows).predict(X)
+                    mean, spread = self._model(k, epochs, rows).predict(X)
                     if self._thompson:  # independent Thompson sampling (BANANAS): one draw per candidate
                         z = np.random.default_rng(self.rng.randrange(2**32)).normal(size=len(mean))
                         cols.append(mean - self._kappa * z * spread)
@@ -445,17 +484,27 @@ class Guided(Strategy):
             self._evaluated.add(key)
             self._history.append(result)
 
+    def observe(self, result: Result, epochs: int) -> None:
+        self._check(result)
+        self._fidelity.setdefault(int(epochs), {}).setdefault(result.arch.key, result)
+        self.base.observe(result, epochs)
+
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         enc = self.space.encode
+        memo = self._json
 
-        def res(r: Result) -> list[Any]:
-            return [list(enc(r.arch)), None if r.values is None else list(r.values), r.violation, r.id, r.generation]
+        def res(r: Result) -> list[Any]:  # results are immutable: each is encoded once (a state is saved at every commit)
+            hit = memo.get(id(r))
+            if hit is None or hit[0] is not r:
+                hit = memo[id(r)] = (r, [list(enc(r.arch)), None if r.values is None else list(r.values), r.violation, r.id, r.generation])
+            return hit[1]
 
         return {
             **super().state_dict(),
             "base": self.base.state_dict(),
             "history": [res(r) for r in self._history],
+            "fidelity": [[epochs, [res(r) for r in rows.values()]] for epochs, rows in self._fidelity.items()],
             "pending": [list(enc(a)) for archs in self._pending.values() for a in archs],
             "seeds": [[list(enc(a)), s if math.isfinite(s) else None] for a, s in self._seeds],
             "warm_done": self._warm_done,
@@ -472,6 +521,13 @@ class Guided(Strategy):
             vals = None if values is None else tuple(float(v) for v in values)
             self._history.append(Result(int(rid), dec(genome), vals, float(violation), int(gen)))
         self._evaluated = {r.arch.key for r in self._history}
+        self._fidelity = {}
+        for epochs, rows in state.get("fidelity", []):
+            got = self._fidelity.setdefault(int(epochs), {})
+            for genome, values, violation, rid, gen in rows:
+                vals = None if values is None else tuple(float(v) for v in values)
+                r = Result(int(rid), dec(genome), vals, float(violation), int(gen))
+                got.setdefault(r.arch.key, r)
         self._pending = {}
         for genome in state["pending"]:
             a = dec(genome)
