@@ -39,7 +39,7 @@ only which of its proposals reach the driver:
   et al. 2018): the predictor learns from, and the local search starts at, the results at the
   largest number of epochs that holds at least `init` of them (the first rung's until a higher
   one does), and every 3rd proposal after `init` (`uniform`) is a uniform sample (BOHB's random
-  third). Fitted on the first rung alone (one epoch), the model learns what learns fastest in
+  third; where it is also an `explore` turn, the uniform sample is made). Fitted on the first rung alone (one epoch), the model learns what learns fastest in
   one epoch -- wide networks and small batches -- and the search drifts to networks that cost
   more per epoch and are not better after the maximum epochs; the uniform turns keep unbiased
   networks coming to the higher rungs, where the model learns from them.
