@@ -790,7 +790,7 @@ class ScheduledSearch:
             s._record(cand, arch, ev)  # tells the strategy (the one time it hears of this candidate)
         elif ok:
             self._update(cand, arch, ev)
-        if ok and ev.status == "complete":  # every rung's result, by its epochs (the guided predictor's fidelities)
+        if ev.status == "complete":  # every rung's result, by its epochs (the guided predictor's fidelities); _record may fail it
             s.strategy.observe(s._result(cand.id, arch, ev, cand.generation, cand.parents)[0], row.epochs)
             s._touched()
         # a later rung that failed (diverged, out of memory) leaves the candidate as its last rung
