@@ -367,6 +367,34 @@ def test_a_strategy_observes_every_completed_rung_at_its_epochs(tmp_path, schedu
     assert {e for _, e, _ in heard} == {12, 200}
 
 
+@pytest.mark.parametrize("strategy", ["evolution", "nsga2"])
+def test_evolution_and_nsga2_members_stand_at_the_highest_rung_they_reached(tmp_path, strategy):
+    """Through `observe`, an evolution member's or an NSGA-II individual's result is its latest
+    rung's (200 epochs on the table for a promoted one), and the saved state holds the same."""
+    from nas.schedulers import read_rungs
+    from nas.strategies import make_strategy
+
+    objectives = ["accuracy"] if strategy == "evolution" else ["accuracy", "params"]
+    session, _ = _table_search(tmp_path, strategy=strategy, objectives=objectives, strategy_options={"population": 12}, budget=40)
+    session.run()
+    rows = read_rungs(session.store)
+    session.store.close()
+    highest: dict[int, object] = {}
+    for r in sorted((r for r in rows if r.state == "complete"), key=lambda r: r.rung):
+        highest[r.cid] = r
+    s = session.strategy
+    members = list(s.members) if strategy == "evolution" else [ind.result for ind in s._parents + s._new]
+    members = [m for m in members if m.id in highest]  # not the duplicates, answered from their twin's record
+    assert members and any(highest[m.id].rung == 1 for m in members)  # some stand at 200 epochs
+    for m in members:
+        assert -m.values[0] == pytest.approx(highest[m.id].accuracy)
+    again = make_strategy(strategy, s.space, len(objectives), 1, **s.options)
+    again.load_state_dict(s.state_dict())
+    if strategy == "nsga2":
+        assert [(i.result.values, i.rank, i.crowding) for i in again._parents] == [(i.result.values, i.rank, i.crowding) for i in s._parents]
+    assert [m.values for m in again.members] == [m.values for m in s.members]
+
+
 def test_hyperband_deals_candidates_to_brackets(tmp_path):
     from nas.schedulers import bracket_of, read_rungs
 

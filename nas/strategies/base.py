@@ -201,8 +201,10 @@ class Strategy(ABC):
     def observe(self, result: Result, epochs: int) -> None:
         """A multi-fidelity scheduler's result of `result.id` after `epochs` epochs of training, for
         every rung it completes (its first rung too, after the one `tell`). Strategies that model
-        accuracy by fidelity use it (the predictor of `guided.Guided`); the default ignores it, so a
-        strategy still hears of each candidate once, through `tell`, at its first rung."""
+        accuracy by fidelity use it (the predictor of `guided.Guided`); evolution and NSGA-II put it
+        in place of the member's result, so their selection compares each member at the highest
+        rung it reached; the default ignores it (rl, random). `tell` still comes once per
+        candidate, at its first rung."""
 
     def _check(self, result: Result) -> None:
         """Reject results the driver should never send (a driver bug, not bad user input)."""

@@ -105,6 +105,15 @@ class AgingEvolution(Strategy):
         while len(self._population) > self.options["population"]:
             self._population.popleft()
 
+    def observe(self, result: Result, epochs: int) -> None:
+        """Under a multi-fidelity scheduler: a member's result is replaced by its latest rung's,
+        so tournaments compare each member at the highest rung it reached (a candidate's rungs
+        complete in order, so the latest is the highest). A promoted member's accuracy after
+        more epochs then stands for it, not its first rung's."""
+        for i, r in enumerate(self._population):
+            if r.id == result.id and r is not result:
+                self._population[i] = result
+
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "population": [result_to_json(r) for r in self._population]}
 
@@ -297,6 +306,23 @@ class NSGA2(Strategy):
             self._parents = _select(self._parents + self._new, self.options["population"])
             self._new = []
             self.n_selections += 1
+
+    def observe(self, result: Result, epochs: int) -> None:
+        """Under a multi-fidelity scheduler: an individual's result (a parent's or one told since
+        the last selection) is replaced by its latest rung's, so tournaments and the next
+        selection compare each at the highest rung it reached, not at the first rung, whose
+        one-epoch accuracy favours what learns fastest in one epoch. When a parent changes, the
+        parents are ranked again among themselves (their ranks and crowding distances are what
+        the tournaments read)."""
+        upgraded = False
+        for ind in self._parents:
+            if ind.result.id == result.id and ind.result is not result:
+                ind.result, upgraded = result, True
+        for ind in self._new:
+            if ind.result.id == result.id and ind.result is not result:
+                ind.result = result
+        if upgraded:
+            _rank(self._parents)
 
     def _ranked(self, inds: list[_Individual]) -> list[_Individual]:
         """`inds` with rank and crowding distance assigned among themselves, same order."""
