@@ -341,3 +341,28 @@ def test_under_a_scheduler_the_predictor_learns_from_the_highest_fidelity_with_e
     plain._uniform = lambda: pytest.fail("a uniform turn without a scheduler")  # type: ignore[method-assign]
     drive(plain, 20)
     assert plain._learning()[0] == 0
+
+
+def test_a_capped_pool_draws_uniform_samples_only_for_the_places_they_keep(monkeypatch) -> None:
+    """Counting parameters on built networks caps the pool at MAX_POOL_BUILT: a random share of the
+    base's draws, the incumbents' neighbours and the uniform samples is scored, and a uniform sample
+    is decoded only for a place it takes in that share."""
+    from nas.evaluators import TrainingEvaluator
+    from nas.strategies import guided as G
+
+    mlp = load_space("mlp")
+    s = make_strategy("nsga2", mlp, 2, 3, objectives=["accuracy", "params"], predictor="ensemble", explore=0)
+    s.bind_evaluator(TrainingEvaluator("digits", device="cpu"))
+    for i in range(12):  # accuracy rising with size: all 12 on the front, each with its neighbourhood in the pool
+        p = s.ask()
+        n = float(G._counted(mlp, p.arch, "params"))
+        s.tell(Result(i, p.arch, (-(0.5 + 0.04 * np.log(n)), n)))
+    sampled, scored = [], []
+    real_sample, real_acquire = s._sample, s._acquire
+    monkeypatch.setattr(s, "_sample", lambda: (sampled.append(1), real_sample())[1])
+    monkeypatch.setattr(s, "_acquire", lambda archs: (scored.append(len(archs)), real_acquire(archs))[1])
+    for _ in range(5):
+        s.ask()
+    # the neighbourhoods alone fill more than the cap (a uniform sample of a network already in the pool or seen is dropped)
+    assert all(G.MAX_POOL_BUILT - 10 <= n <= G.MAX_POOL_BUILT for n in scored) and len(scored) == 5
+    assert 0 < len(sampled) < 5 * s.options["random_pool"] // 2  # about cap / pool of the 100 each time, not all

@@ -294,17 +294,25 @@ class Guided(Strategy):
             for n in self._neighbourhood(r.arch):
                 if not self._seen(n.key):
                     pool.setdefault(n.key, Proposal(n, r.generation + 1, (r.id,)))
-        for _ in range(self.options["random_pool"]):
+        # the uniform samples join; when the pool is larger than `cap` a random share is kept (the
+        # cheap objectives of each candidate may cost a build), and a uniform sample is drawn only
+        # for a place it takes in that share: decoding the 100 samples cost more than the rest of
+        # an ask, and around 20 incumbents' neighbourhoods most were dropped again
+        known = list(pool.values())
+        slots = len(known) + self.options["random_pool"]
+        cap = MAX_POOL_BUILT if self._builds else MAX_POOL
+        cands: list[Proposal] = []
+        for i in (self.rng.sample(range(slots), cap) if slots > cap else range(slots)):
+            if i < len(known):
+                cands.append(known[i])
+                continue
             a = self._sample()
-            if not self._seen(a.key):
-                pool.setdefault(a.key, Proposal(a))
-        if not pool:
+            if not self._seen(a.key) and a.key not in pool:
+                pool[a.key] = Proposal(a)
+                cands.append(pool[a.key])
+        if not cands:
             self._forget(drawn, drawn[0])
             return drawn[0]  # every network in reach was seen: the driver answers from the store
-        cands = list(pool.values())
-        cap = MAX_POOL_BUILT if self._builds else MAX_POOL
-        if len(cands) > cap:  # the cheap objectives of each candidate cost a build: keep a random share
-            cands = self.rng.sample(cands, cap)
         if self._by_twins():
             cands = [self._cheapest_twin(p) for p in cands]
         chosen = cands[self._acquire([p.arch for p in cands])]
