@@ -208,6 +208,7 @@ def main() -> None:
     ap.add_argument("--tasks", default="mlp:digits", help="space:data pairs, comma-separated (default mlp:digits)")
     ap.add_argument("--seconds", type=float, default=60.0, help="wall-clock budget of each run (default 60)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="the seeds run are first-seed, first-seed + 1, ... (default 0)")
     ap.add_argument("--epochs", type=int, default=27, help="the maximum epochs of a candidate (default 27: rungs 1, 3, 9, 27)")
     ap.add_argument("--min-epochs", type=int, default=1)
     ap.add_argument("--eta", type=int, default=3)
@@ -227,7 +228,7 @@ def main() -> None:
         constraints = parse_constraints([args.constraints]) if args.constraints else {}
     except UsageError as exc:
         ap.exit(2, f"multifidelity.py: {exc}\n")
-    print(f"# multifidelity: {args.seconds:g} s per run, seeds {args.seeds}, max epochs {args.epochs}, rungs from {args.min_epochs} by eta {args.eta},"
+    print(f"# multifidelity: {args.seconds:g} s per run, seeds {args.seeds}{f' (from {args.first_seed})' if args.first_seed else ''}, max epochs {args.epochs}, rungs from {args.min_epochs} by eta {args.eta},"
           f" device {args.device} (1 CPU thread), strategy {args.strategy}, torch {torch.__version__}" + (f", constraints {args.constraints}" if constraints else "")
           + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""), flush=True)
     everything: dict[str, Any] = {}
@@ -243,7 +244,7 @@ def main() -> None:
         methods = ([(m, ["accuracy"]) for m in chosen] if args.modes != "two" else []) + \
             ([(m, ["accuracy", "params"]) for m in chosen] if args.modes != "one" else [])
         with tempfile.TemporaryDirectory() as tmp:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 for method, objectives in methods:
                     name = f"{method} ({'acc' if len(objectives) == 1 else 'acc,params'})"
                     out = run_nas(space, data, evaluator, method, objectives, args.seconds, seed, args.epochs, args.min_epochs, args.eta, Path(tmp), args.device,
