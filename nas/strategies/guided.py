@@ -66,6 +66,7 @@ a resumed run refits the same models.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from typing import Any, Mapping, Sequence
@@ -590,13 +591,10 @@ _NEIGHBOURS: dict[str, dict[tuple[Any, ...], list[Architecture]]] = {}
 
 def _counted(space: Any, arch: Architecture, metric: str) -> int:
     """`params` or `flops` of the built network (each once per architecture), summed over its
-    layers: both are sums over layers (a layer's FLOPs depend only on its input shape, which its
-    spec holds), and the layers of a space repeat from one architecture to the next (the same
-    width after the same input), so each distinct layer spec is built once per process, on the
-    meta device (no weight initialised). A pool of 150 fresh candidates then costs a resolve and
-    a few dictionary lookups each, not a network build (0.7 ms each for an MLP, about 75% of a
-    two-objective ask). Parameters need no forward pass; FLOPs get uninitialised CPU storage for
-    one (only the shapes matter). A test compares both with a real build of the whole network."""
+    layers (a layer's FLOPs depend only on its input shape, which its spec holds; `_layer_count`).
+    A pool of 150 fresh candidates then costs a resolve and a sum each, not a network build (0.7
+    ms each for an MLP, about 75% of a two-objective ask). A test compares both counts with a real
+    build of the whole network."""
     memo = (space.fingerprint, tuple(arch.items()), metric)
     hit = _COUNTS.get(memo)
     if hit is None:
@@ -609,14 +607,14 @@ def _counted(space: Any, arch: Architecture, metric: str) -> int:
 
 def _layer_count(spec: Mapping[str, Any], metric: str, whole: bool = False) -> int:
     """`params` or `flops` of one layer of a resolved spec (`whole`: a network spec, here the head
-    alone, its input the body's output), built once per distinct spec; dense layers and the layers
-    without weights are counted from their spec (the formulas of `nas.ops` and of `count_flops`).
-    Layer types registered by a user are built like every other."""
-    import json
-
+    alone, its input the body's output). Dense layers (whose widths vary too much to be found
+    built before) and layers without weights are counted from their spec, by the formulas of
+    `nas.ops._dense` and `count_flops`; every other spec, a user's layer types included, is built
+    once per process on the meta device (no weight initialised; FLOPs get uninitialised CPU
+    storage for one forward pass, only the shapes matter)."""
     if not whole and spec["type"] in _FREE:
         return 0
-    if not whole and spec["type"] == "dense":  # the MLPs' one layer: widths vary too much to find it built before
+    if not whole and spec["type"] == "dense":
         bias = spec["norm"] == "none"
         n_in = math.prod(spec["in"])
         if metric == "params":
