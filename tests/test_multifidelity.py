@@ -448,6 +448,68 @@ def test_checkpoints_of_unpromotable_candidates_are_deleted(tmp_path):
     assert {r.epochs for r in rows} == {1, 3}
 
 
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_a_promotion_resumes_from_the_checkpoint_held_in_memory_which_equals_its_file(tmp_path, monkeypatch):
+    import nas.schedulers as sch
+    from nas.evaluators import TrainingEvaluator
+    from nas.runs import SearchConfig, space_config
+    from nas.search import start
+
+    torch.set_num_threads(1)
+    train = {"max_epochs": 9, "patience": None}
+    config = SearchConfig(space=space_config(load_space("mlp")), data="digits", objectives=["accuracy"], strategy="random",
+                          budget=9, seed=1, device="cpu", train=train, scheduler="asha", eta=3)
+    session = start(config, tmp_path / "r", evaluator=TrainingEvaluator("digits", device="cpu", **train), progress=False, log=lambda s: None)
+    real_load, real_take = sch.load_checkpoint, sch.ScheduledSearch._rung_checkpoint
+    from_disk, compared = [], []
+
+    def load(run, cid, rung, partial=False):
+        if not partial:
+            from_disk.append((cid, rung))
+        return real_load(run, cid, rung, partial)
+
+    def take(self, cid, rung):
+        on_disk = real_load(self.store.path, cid, rung)  # the file the session wrote, read behind its back
+        got = real_take(self, cid, rung)
+        assert on_disk is not None and _same(got, on_disk) and (cid, rung) not in self._held  # handed out once
+        compared.append((cid, rung))
+        return got
+
+    monkeypatch.setattr(sch, "load_checkpoint", load)
+    monkeypatch.setattr(sch.ScheduledSearch, "_rung_checkpoint", take)
+    try:
+        session.run()
+    finally:
+        session.store.close()
+    assert compared and not from_disk  # every promotion took its held checkpoint
+
+
+def test_checkpoints_held_in_memory_are_bounded_and_handed_out_once(tmp_path, monkeypatch):
+    import nas.schedulers as sch
+
+    held = object.__new__(sch.ScheduledSearch)  # the hold alone: no search behind it
+    held._held, held._held_bytes = {}, 0
+    one = {"model": {"w": torch.zeros(1000)}, "epoch": 1}  # 4,000 bytes of tensor
+    size = sch._nbytes(one)
+    assert 4000 <= size < 4400
+    monkeypatch.setattr(sch, "HELD_CHECKPOINT_BYTES", 2 * size + 10)
+    for cid in range(3):
+        held._hold((cid, 0), one)
+    assert list(held._held) == [(1, 0), (2, 0)] and held._held_bytes == 2 * size  # the oldest let go
+    assert held._unhold((2, 0)) == one and held._unhold((2, 0)) is None and held._held_bytes == size
+    held._hold((5, 0), {"model": {"w": torch.zeros(5000)}})  # larger than the whole hold: not kept
+    assert list(held._held) == [(1, 0)]
+
+
 def test_cli_scheduler_flags(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
