@@ -859,8 +859,12 @@ class ScheduledSearch:
             store.set_curve(cand.id, ev.history)
         store.finish(cand.id, state, metrics=ev.metrics, objectives=values, violation=violation, error=ev.error,
                      weights=ev.state if keep else None)
+        was = any(f.id == cand.id for f in s._front)
         cand.state, cand.metrics, cand.error, cand.violation, cand.objectives = state, dict(ev.metrics), ev.error, violation, values
-        s._front = []
+        if not was:  # the others are as they were: the front of them with this one's new values
+            s._update_front(cand)
+            return
+        s._front = []  # a member changed: what it dominated may be on the front now
         for c in s._first.values():
             s._update_front(c)
 
