@@ -101,6 +101,7 @@ class TrainingEvaluator:
         self.keep_weights = keep_weights
         self.data_spec = data if isinstance(data, str) else self.dataset.name
         self._retargeted: dict[str, SearchSpace] = {}
+        self._flops: dict[tuple[str, str], int] = {}  # (space, key) -> FLOPs: a rung resumed later counts none again
 
     def preprocessing(self) -> dict[str, Any]:
         """The data's preprocessing as plain JSON (see `nas.data.Dataset.preprocessing`)."""
@@ -167,7 +168,13 @@ class TrainingEvaluator:
             return Evaluation("failed", metrics, f"build error: {type(exc).__name__}: {_first_line(exc)}")
         try:
             metrics["params"] = count_params(model)
-            metrics["flops"] = count_flops(model, self.input_shape)
+            counted = (target.fingerprint, arch.key)  # one key, one network: its FLOPs (a forward pass) once a process
+            flops = self._flops.get(counted)
+            if flops is None:
+                flops = count_flops(model, self.input_shape)
+                if len(self._flops) < 100_000:
+                    self._flops[counted] = flops
+            metrics["flops"] = flops
             if self.latency and checkpoint is None:
                 lat = measure_latency(model, self.input_shape, **self.latency_options)
                 metrics.update(latency_ms=lat.median_ms, latency_iqr_ms=lat.iqr_ms, latency_mode=lat.mode,
