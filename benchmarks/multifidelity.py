@@ -54,11 +54,28 @@ from nas.train import resolve_device  # noqa: E402
 METHODS = ("none", "asha", "hyperband")
 
 
+def parse_strategy_options(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE items as `nas search --strategy-option` reads them (a JSON value, else the string)."""
+    import json
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--strategy-option takes KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
 def run_nas(space: Any, data: str, evaluator: TrainingEvaluator, scheduler: str, objectives: list[str], seconds: float,
             seed: int, epochs: int, min_epochs: int, eta: int, folder: Path, device: str = "cpu",
-            constraints: dict[str, float] | None = None, strategy: str = "auto") -> dict[str, Any]:
+            constraints: dict[str, float] | None = None, strategy: str = "auto",
+            strategy_options: dict[str, Any] | None = None) -> dict[str, Any]:
     config = SearchConfig(space=space_config(space), data=data, objectives=objectives, budget=None, time_budget=seconds, seed=seed,
-                          strategy=strategy,
+                          strategy=strategy, strategy_options=dict(strategy_options or {}),
                           constraints=dict(constraints or {}),
                           device=device, train={"max_epochs": epochs}, scheduler=scheduler,
                           min_epochs=min_epochs if scheduler != "none" else 1, eta=eta if scheduler != "none" else 3)
@@ -220,16 +237,19 @@ def main() -> None:
     ap.add_argument("--constraints", default="", help="constraints on every method's candidates, e.g. flops<=2m (checked before training;"
                     " a violating candidate is not trained)")
     ap.add_argument("--strategy", default="auto", help="the nas methods' strategy (default auto, the search's default; e.g. random)")
+    ap.add_argument("--strategy-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of the nas methods' strategy, as nas search --strategy-option (repeatable; e.g. uniform=0)")
     ap.add_argument("--json", type=Path, help="also write every run (its points included) to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
     try:
         resolve_device(args.device)  # one clear line for a device that is not there, before any run
         constraints = parse_constraints([args.constraints]) if args.constraints else {}
+        strategy_options = parse_strategy_options(args.strategy_option)
     except UsageError as exc:
         ap.exit(2, f"multifidelity.py: {exc}\n")
     print(f"# multifidelity: {args.seconds:g} s per run, seeds {args.seeds}{f' (from {args.first_seed})' if args.first_seed else ''}, max epochs {args.epochs}, rungs from {args.min_epochs} by eta {args.eta},"
-          f" device {args.device} (1 CPU thread), strategy {args.strategy}, torch {torch.__version__}" + (f", constraints {args.constraints}" if constraints else "")
+          f" device {args.device} (1 CPU thread), strategy {args.strategy}{''.join(f' {k}={v}' for k, v in strategy_options.items())}, torch {torch.__version__}" + (f", constraints {args.constraints}" if constraints else "")
           + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""), flush=True)
     everything: dict[str, Any] = {}
     for task in args.tasks.split(","):
@@ -248,7 +268,7 @@ def main() -> None:
                 for method, objectives in methods:
                     name = f"{method} ({'acc' if len(objectives) == 1 else 'acc,params'})"
                     out = run_nas(space, data, evaluator, method, objectives, args.seconds, seed, args.epochs, args.min_epochs, args.eta, Path(tmp), args.device,
-                                  constraints, args.strategy)
+                                  constraints, args.strategy, strategy_options)
                     runs.setdefault(name, []).append(out)
                     print(f"  {task} seed {seed} {name}: {out['trained']} trained, {out['epochs']} epochs, best val {out['val']:.4f}"
                           f" test {out['test'] if out['test'] is None else round(out['test'], 4)}, {out['wall']:.1f} s", flush=True)
