@@ -316,6 +316,31 @@ def _table_search(tmp_path, name="r", **kw):
     return start(config, tmp_path / name, evaluator=table, progress=False, log=lambda s: None), table
 
 
+def test_the_in_memory_front_stays_the_front_of_every_candidate_as_rungs_update_them(tmp_path):
+    """A later rung changes a candidate's objectives: the driver's front (added to, or rebuilt when
+    a member changed) must be the front of all candidates after every update."""
+    from nas import objectives as objmod
+    from nas.schedulers import ScheduledSearch
+
+    session, _ = _table_search(tmp_path, budget=80, strategy="random", strategy_options={})
+    real = ScheduledSearch._update
+    checked = []
+
+    def update(self, cand, arch, ev):
+        real(self, cand, arch, ev)
+        want = objmod.front(list(self.s._first.values()), self.s.objectives)
+        assert sorted(c.id for c in self.s._front) == sorted(c.id for c in want)
+        checked.append(cand.id)
+
+    ScheduledSearch._update = update
+    try:
+        session.run()
+    finally:
+        ScheduledSearch._update = real
+        session.store.close()
+    assert len(checked) >= 10
+
+
 @pytest.mark.parametrize("strategy", ["evolution", "nsga2", "random", "rl"])
 def test_every_strategy_is_told_once_per_candidate_at_its_first_rung(tmp_path, strategy):
     from nas.schedulers import read_rungs
