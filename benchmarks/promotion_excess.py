@@ -7,11 +7,13 @@ ASHA (Li et al. 2018) promotes a result as soon as it ranks in the top floor(n /
 results recorded at its rung, and a promotion is never taken back. So more than n / eta go on:
 a result inside the cut when it arrives goes on even if later ones push it out, and one outside
 it goes on when the cut grows past it. How much more depends on how much the ranking moves as
-results arrive. This replays synthetic rungs through `nas.schedulers.rank_rung` (the rule the
+results arrive. This replays synthetic rungs through `nas.schedulers.in_cut` (the rule the
 scheduler uses) and counts what went on, checking after every arrival as a free worker would:
 
 - one objective: accuracy only;
-- two objectives: (accuracy, parameters), non-dominated sorting then crowding distance;
+- two objectives: (accuracy, parameters), whole non-dominated fronts while they fit in the cut
+  (the scheduler's rule), and, for comparison, the ranking's top floor(n / eta) with fronts split
+  by crowding distance (the rule before: a split front's order moves with every arrival);
 
 each for a stationary stream (results arrive in random order) and an improving one (sorted by a
 noisy copy of their accuracy: what a learning strategy's proposals look like at the first rung).
@@ -29,16 +31,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nas.schedulers import RungResult, cutoff, rank_rung  # noqa: E402
+from nas.schedulers import RungResult, cutoff, in_cut, rank_rung  # noqa: E402
 
 
-def promoted(results: list[RungResult], eta: int) -> int:
-    """How many of `results`, arriving in this order, ASHA promotes at some point."""
+def promoted(results: list[RungResult], eta: int, split: bool = False) -> int:
+    """How many of `results`, arriving in this order, ASHA promotes at some point (`split`: the
+    ranking's top floor(n / eta), fronts split by crowding, instead of `in_cut`)."""
     out: set[int] = set()
     seen: list[RungResult] = []
     for r in results:
         seen.append(r)
-        out.update(rank_rung(seen)[:cutoff(len(seen), eta)])
+        out.update(rank_rung(seen)[:cutoff(len(seen), eta)] if split else in_cut(seen, eta))
     return len(out)
 
 
@@ -58,13 +61,13 @@ def main() -> None:
         two = [RungResult(i, float(a), (float(np.exp(p)),)) for i, (a, p) in enumerate(zip(acc, logp))]
         order = np.argsort(acc + rng.normal(0, 0.04, args.n), kind="stable")
         shuffled = rng.permutation(args.n)
-        rows.append((promoted([one[i] for i in shuffled], args.eta), promoted([two[i] for i in shuffled], args.eta),
-                     promoted([one[i] for i in order], args.eta), promoted([two[i] for i in order], args.eta)))
+        rows.append(tuple(promoted([x[i] for i in o], args.eta, split) for o in (shuffled, order)
+                          for x, split in ((one, False), (two, False), (two, True))))
     a = np.array(rows, dtype=float) / args.n
     print(f"# promotion_excess: {args.n} results a rung, eta {args.eta}, {args.trials} streams; the rule's share is 1/{args.eta} = {1 / args.eta:.3f}")
-    print(f"{'stream':<12} {'one objective':>16} {'two objectives':>16}")
-    for name, j in (("stationary", 0), ("improving", 2)):
-        print(f"{name:<12} {a[:, j].mean():>9.3f} +- {a[:, j].std():.3f} {a[:, j + 1].mean():>9.3f} +- {a[:, j + 1].std():.3f}")
+    print(f"{'stream':<12} {'one objective':>16} {'two: whole fronts':>18} {'two: split fronts':>18}")
+    for name, j in (("stationary", 0), ("improving", 3)):
+        print(f"{name:<12} " + " ".join(f"{a[:, j + i].mean():>11.3f} +- {a[:, j + i].std():.3f}" for i in range(3)))
 
 
 if __name__ == "__main__":

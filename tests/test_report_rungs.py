@@ -110,8 +110,11 @@ def _check(run: Path, capsys, several: bool) -> None:
             m = re.fullmatch(r"#(\d+) (\S+) front (\d+)", last)
             assert m, last
             assert int(m.group(3)) == exp["layers"][int(m.group(1))]
-            # every candidate of an earlier front is inside the cutoff: their number is at most the cutoff
-            assert sum(1 for f in exp["layers"].values() if f < int(m.group(3))) < exp["cutoff"]
+            # the cut takes whole fronts while they fit: this one and the earlier ones fit (or it is a
+            # first front wider than the cut), the next does not
+            front, layers = int(m.group(3)), exp["layers"].values()
+            assert front == 1 or sum(1 for f in layers if f <= front) <= exp["cutoff"]
+            assert front == max(layers) or sum(1 for f in layers if f <= front + 1) > exp["cutoff"]
         # `nas status` shows the same row
         assert any(line.split()[:8] == cells[:8] and line.rstrip().endswith(last) for line in status_lines), (cells, status)
     # every trained candidate's rungs and why it went no further, as `nas status --candidate` says
@@ -133,8 +136,9 @@ def _check(run: Path, capsys, several: bool) -> None:
         assert len(told) == len(hist) and told[-1].endswith(describe_why(why))
         assert main(["status", str(run), "--candidate", str(cid), "--json"]) == 0
         assert [h["rung"] for h in json.loads(capsys.readouterr().out)["rungs"]] == [h.rung for h in hist]
-        if why["stopped"] == "not promoted":  # the reason holds: it ranks below the cutoff of its rung
-            assert why["rank"] > why["cutoff"] and why["cutoff"] == why["of"] // config.eta
+        if why["stopped"] == "not promoted":  # the reason holds: it ranks below the cutoff, or its front would not fit
+            assert why["cutoff"] == why["of"] // config.eta
+            assert why["rank"] > why["cutoff"] or (several and why["front"] > 1 and why["through_front"] > why["cutoff"]), why
     assert "not promoted" in stopped
 
 

@@ -82,6 +82,33 @@ def _reference_rank(results: list[RungResult]) -> list[int]:
     return out
 
 
+def _reference_fronts(good: list[RungResult]) -> list[list[RungResult]]:
+    remaining, fronts = list(good), []
+    while remaining:
+        front = [r for r in remaining if not any(_dominates(_vec(o), _vec(r)) for o in remaining)]
+        fronts.append(front)
+        remaining = [r for r in remaining if r not in front]
+    return fronts
+
+
+def _reference_cut(results: list[RungResult], eta: int) -> list[int]:
+    """What may be promoted, from the definition: one objective, the feasible ones among the top
+    floor(n / eta) of the ranking; several, whole fronts while they fit in floor(n / eta), and a
+    first front wider than that split by the ranking."""
+    k = len(results) // eta
+    good = [r for r in results if r.accuracy is not None and r.violation == 0]
+    order = _reference_rank(results)
+    if not good or not good[0].cheap:
+        return [c for c in order[:k] if c in {r.cid for r in good}]
+    out: list[int] = []
+    for i, front in enumerate(_reference_fronts(good)):
+        ids = {r.cid for r in front}
+        if len(out) + len(front) > k:
+            return [c for c in order if c in ids][:k] if i == 0 else out
+        out += [c for c in order if c in ids]
+    return out
+
+
 def _random_rung(rng: random.Random, n_cheap: int, with_bad: bool) -> list[RungResult]:
     n = rng.randint(1, 14)
     ids = rng.sample(range(1000), n)
@@ -110,9 +137,45 @@ def test_rank_matches_the_reference_on_thousands_of_random_rungs(n_cheap):
         want = _reference_rank(results)
         assert rank_rung(results) == want, results
         promoted = {r.cid for r in results if rng.random() < 0.2}
-        good = {r.cid for r in results if r.accuracy is not None and r.violation == 0}
-        top = want[: len(results) // eta]
-        assert promotable(results, eta, promoted) == [c for c in top if c in good and c not in promoted]
+        assert promotable(results, eta, promoted) == [c for c in _reference_cut(results, eta) if c not in promoted]
+
+
+def test_with_several_objectives_the_cut_takes_whole_fronts():
+    # front 1: 1 (best accuracy) and 2 (smallest); front 2: 3 and 4; front 3: 5
+    results = [RungResult(1, 0.9, (50.0,)), RungResult(2, 0.6, (10.0,)), RungResult(3, 0.8, (60.0,)), RungResult(4, 0.5, (20.0,)),
+               RungResult(5, 0.4, (70.0,))]
+    assert rank_rung(results)[:2] == [1, 2]
+    assert promotable(results, 2) == [1, 2]  # floor(5 / 2) = 2: the first front, exactly
+    grown = results + [RungResult(6, 0.3, (80.0,))]  # 6 results, a cut of 3: front 2 would be split, so it waits
+    assert rank_rung(grown)[:3] == [1, 2, 3] and promotable(grown, 2) == [1, 2]
+    grown += [RungResult(7, 0.2, (90.0,)), RungResult(8, 0.1, (99.0,))]  # 8 results, a cut of 4: front 2 fits
+    assert promotable(grown, 2) == [1, 2, 3, 4]
+    wide = [RungResult(i, 0.5 + i / 100, (float(i),)) for i in range(1, 7)]  # one front of 6, a cut of 3: split by crowding
+    assert promotable(wide, 2) == rank_rung(wide)[:3] and {1, 6} <= set(promotable(wide, 2))  # its two ends among them
+
+
+def test_the_cut_is_the_top_of_every_ordering_of_the_fronts():
+    """With several objectives a result after the first front is inside the cut exactly when it
+    is in the top floor(n / eta) however each front's members are ordered (every permutation of
+    small rungs' fronts)."""
+    import itertools
+
+    rng = random.Random(5)
+    checked = 0
+    for trial in range(400):
+        results = [r for r in _random_rung(rng, 1 + trial % 2, with_bad=False)][:7]
+        eta = rng.choice([2, 3])
+        k = len(results) // eta
+        fronts = _reference_fronts(results)
+        if k == 0 or len(fronts[0]) > k:
+            continue
+        always = None
+        for perm in itertools.product(*(itertools.permutations(f) for f in fronts)):
+            top = {r.cid for r in [x for front in perm for x in front][:k]}
+            always = top if always is None else always & top
+        assert set(promotable(results, eta)) == always, results
+        checked += 1
+    assert checked > 100
 
 
 def test_rank_is_independent_of_the_order_given():
@@ -245,10 +308,8 @@ def _asha_reference(rows: list[RungRow], ladders, eta):
             if not results:
                 continue
             above = {r.cid for r in rows if r.bracket == b and r.rung == k + 1} | {r.cid for r in here if r.final}
-            order = _reference_rank(results)
-            for cid in order[: len(results) // eta]:
-                res = next(x for x in results if x.cid == cid)
-                if cid not in above and res.accuracy is not None and res.violation == 0:
+            for cid in _reference_cut(results, eta):
+                if cid not in above:
                     best = (cid, b, k + 1)
                     break
             if best:
