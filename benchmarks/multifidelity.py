@@ -6,6 +6,9 @@ its HyperbandPruner, on the same space, data, builder and trainer, over several 
     python benchmarks/multifidelity.py --tasks mlp:digits,cnn:mnist5k --seconds 120 --seeds 3
     python benchmarks/multifidelity.py --tasks cnn:mnist5k --seconds 200 --seeds 1 --modes one --epochs 3 --constraints 'flops<=3m'
     python benchmarks/multifidelity.py --strategy random --modes one --methods none,asha   # the scheduler alone
+    python benchmarks/multifidelity.py --modes two --strategy-option uniform=0             # a strategy option changed
+    python benchmarks/multifidelity.py --seeds 5 --json a.json & python benchmarks/multifidelity.py --seeds 5 --first-seed 5 --json b.json
+    python benchmarks/multifidelity.py --merge a.json b.json    # one table of both (two processes side by side)
     python benchmarks/multifidelity.py --device cuda --tasks cnn:mnist5k --seconds 12 --seeds 2 --epochs 9   # the GPU check
                                                                 # (bash tools/gpu_checks.sh mf, under 5 min)
 
@@ -220,6 +223,58 @@ def times(values: list[float], base: list[float]) -> str:
     return f"{a / b:.2f}" if b and not math.isnan(a) and not math.isnan(b) else "-"
 
 
+def report(task: str, runs: dict[str, list[dict[str, Any]]]) -> None:
+    """The table, the hypervolumes per seed and the ratios of one task's runs (`runs`: method -> one
+    result per seed), on one normalisation of the parameters over all of them."""
+    params = [p for rs in runs.values() for r in rs for _, p in r["points"]]
+    lo, hi = (min(params), max(params)) if params else (0.0, 1.0)
+    for rs in runs.values():
+        for r in rs:
+            r["hv"] = hypervolume(r["points"], lo, hi)
+    print(f"\n## {task}  (hypervolume of (1 - val accuracy, params), params normalised to [{lo:,.0f}, {hi:,.0f}], reference 1.1)")
+    head = f"{'method':<28} {'trained':>16} {'epochs':>18} {'steps/epoch':>14} {'median params':>18} {'best val':>18} {'best test':>18} {'hypervolume':>18} {'wall s':>14}"
+    print(head)
+    print("-" * len(head))
+    for name, rs in runs.items():
+        print(f"{name:<28} {spread([r['trained'] for r in rs]):>16} {spread([r['epochs'] for r in rs]):>18} {spread([r['steps'] for r in rs]):>14}"
+              f" {spread([r['params'] for r in rs]):>18} {spread([r['val'] for r in rs]):>18}"
+              f" {spread([r['test'] for r in rs]):>18} {spread([r['hv'] for r in rs]):>18} {spread([r['wall'] for r in rs]):>14}")
+    print("\nhypervolume per seed: " + "; ".join(f"{name} " + " ".join(f"{r['hv']:.4f}" for r in rs) for name, rs in runs.items()))
+    print("\nratios (means): candidates trained x, best test accuracy difference in points, hypervolume x")
+    for objectives in [o for o in ("acc", "acc,params") if f"none ({o})" in runs]:
+        base = runs[f"none ({objectives})"]
+        for m in [m for m in ("asha", "hyperband") if f"{m} ({objectives})" in runs]:
+            rs = runs[f"{m} ({objectives})"]
+            print(f"  {m} ({objectives}) vs none ({objectives}): trained x{times([r['trained'] for r in rs], [r['trained'] for r in base])},"
+                  f" test {100 * (mean([r['test'] for r in rs]) - mean([r['test'] for r in base])):+.2f} points,"
+                  f" hypervolume x{mean([r['hv'] for r in rs]) / max(mean([r['hv'] for r in base]), 1e-12):.3f}")
+    if "optuna tpe+hyperband (acc)" in runs and "none (acc)" in runs:
+        peer = runs["optuna tpe+hyperband (acc)"]
+        for m in [m for m in METHODS if f"{m} (acc)" in runs]:
+            rs = runs[f"{m} (acc)"]
+            print(f"  {m} (acc) vs optuna: trained x{times([r['trained'] for r in rs], [r['trained'] for r in peer])},"
+                  f" best val {100 * (mean([r['val'] for r in rs]) - mean([r['val'] for r in peer])):+.2f} points,"
+                  f" test {100 * (mean([r['test'] for r in rs]) - mean([r['test'] for r in peer])):+.2f} points,"
+                  f" hypervolume x{mean([r['hv'] for r in rs]) / max(mean([r['hv'] for r in peer]), 1e-12):.3f}")
+    print(flush=True)
+
+
+def merge(files: list[Path]) -> None:
+    """One table of the runs several `--json` files hold (e.g. seeds run in two processes side by
+    side), each method's seeds in the order of the files."""
+    import json
+
+    tasks: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for file in files:
+        for task, methods in json.loads(file.read_text()).items():
+            for name, rs in methods.items():
+                tasks.setdefault(task, {}).setdefault(name, []).extend(rs)
+    print(f"# multifidelity: merged {', '.join(str(f) for f in files)}")
+    for task, runs in tasks.items():
+        print(f"  {task}: " + ", ".join(f"{name} {len(rs)} seeds" for name, rs in runs.items()))
+        report(task, runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="mlp:digits", help="space:data pairs, comma-separated (default mlp:digits)")
@@ -239,8 +294,16 @@ def main() -> None:
     ap.add_argument("--strategy", default="auto", help="the nas methods' strategy (default auto, the search's default; e.g. random)")
     ap.add_argument("--strategy-option", action="append", default=[], metavar="KEY=VALUE",
                     help="an option of the nas methods' strategy, as nas search --strategy-option (repeatable; e.g. uniform=0)")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="JSON", help="print one table of the runs in these --json files"
+                    " (seeds run in separate processes) and run nothing")
     ap.add_argument("--json", type=Path, help="also write every run (its points included) to this JSON file")
     args = ap.parse_args()
+    if args.merge:
+        missing = [str(f) for f in args.merge if not f.is_file()]
+        if missing:
+            ap.exit(2, f"multifidelity.py: --merge: no such file: {', '.join(missing)}\n")
+        merge(args.merge)
+        return
     torch.set_num_threads(1)
     try:
         resolve_device(args.device)  # one clear line for a device that is not there, before any run
@@ -277,42 +340,12 @@ def main() -> None:
                     runs.setdefault("optuna tpe+hyperband (acc)", []).append(out)
                     print(f"  {task} seed {seed} optuna: {out['trained']} trained, {out['epochs']} epochs, best val {out['val']:.4f}"
                           f" test {out['test'] if out['test'] is None else round(out['test'], 4)}, {out['wall']:.1f} s", flush=True)
-        params = [p for rs in runs.values() for r in rs for _, p in r["points"]]
-        lo, hi = (min(params), max(params)) if params else (0.0, 1.0)
-        for rs in runs.values():
-            for r in rs:
-                r["hv"] = hypervolume(r["points"], lo, hi)
-        print(f"\n## {task}  (hypervolume of (1 - val accuracy, params), params normalised to [{lo:,.0f}, {hi:,.0f}], reference 1.1)")
-        head = f"{'method':<28} {'trained':>16} {'epochs':>18} {'steps/epoch':>14} {'median params':>18} {'best val':>18} {'best test':>18} {'hypervolume':>18} {'wall s':>14}"
-        print(head)
-        print("-" * len(head))
-        for name, rs in runs.items():
-            print(f"{name:<28} {spread([r['trained'] for r in rs]):>16} {spread([r['epochs'] for r in rs]):>18} {spread([r['steps'] for r in rs]):>14}"
-                  f" {spread([r['params'] for r in rs]):>18} {spread([r['val'] for r in rs]):>18}"
-                  f" {spread([r['test'] for r in rs]):>18} {spread([r['hv'] for r in rs]):>18} {spread([r['wall'] for r in rs]):>14}")
-        print("\nhypervolume per seed: " + "; ".join(f"{name} " + " ".join(f"{r['hv']:.4f}" for r in rs) for name, rs in runs.items()))
+        report(task, runs)
         if args.json is not None:
             import json
 
             everything.setdefault(task, {}).update({name: [{k: v for k, v in r.items()} for r in rs] for name, rs in runs.items()})
             args.json.write_text(json.dumps(everything, indent=1, default=float))
-        print("\nratios (means): candidates trained x, best test accuracy difference in points, hypervolume x")
-        for objectives in [o for o in ("acc", "acc,params") if f"none ({o})" in runs]:
-            base = runs[f"none ({objectives})"]
-            for m in [m for m in ("asha", "hyperband") if f"{m} ({objectives})" in runs]:
-                rs = runs[f"{m} ({objectives})"]
-                print(f"  {m} ({objectives}) vs none ({objectives}): trained x{times([r['trained'] for r in rs], [r['trained'] for r in base])},"
-                      f" test {100 * (mean([r['test'] for r in rs]) - mean([r['test'] for r in base])):+.2f} points,"
-                      f" hypervolume x{mean([r['hv'] for r in rs]) / max(mean([r['hv'] for r in base]), 1e-12):.3f}")
-        if "optuna tpe+hyperband (acc)" in runs and "none (acc)" in runs:
-            peer = runs["optuna tpe+hyperband (acc)"]
-            for m in [m for m in METHODS if f"{m} (acc)" in runs]:
-                rs = runs[f"{m} (acc)"]
-                print(f"  {m} (acc) vs optuna: trained x{times([r['trained'] for r in rs], [r['trained'] for r in peer])},"
-                      f" best val {100 * (mean([r['val'] for r in rs]) - mean([r['val'] for r in peer])):+.2f} points,"
-                      f" test {100 * (mean([r['test'] for r in rs]) - mean([r['test'] for r in peer])):+.2f} points,"
-                      f" hypervolume x{mean([r['hv'] for r in rs]) / max(mean([r['hv'] for r in peer]), 1e-12):.3f}")
-        print(flush=True)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def test_the_benchmark_runs_every_method_at_a_tiny_size(tmp_path):
     optuna = [] if _has_optuna() else ["--no-optuna"]
     out = _run("--tasks", "mlp:digits", "--seconds", "1.5", "--seeds", "1", "--epochs", "3", "--device", "cpu",
-               "--constraints", "params<=200000", "--json", str(tmp_path / "runs.json"), *optuna)
+               "--constraints", "params<=200000", "--strategy-option", "uniform=3", "--json", str(tmp_path / "runs.json"), *optuna)
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
-    assert "device cpu" in text and "constraints params<=200000" in text
+    assert "device cpu" in text and "constraints params<=200000" in text and "strategy auto uniform=3" in text
     runs = json.loads((tmp_path / "runs.json").read_text())["mlp:digits"]
     names = {f"{m} ({o})" for m in ("none", "asha", "hyperband") for o in ("acc", "acc,params")}
     assert names <= set(runs)
@@ -37,6 +37,16 @@ def test_the_benchmark_runs_every_method_at_a_tiny_size(tmp_path):
         assert f"\n{name} " in text  # a row of the table
     assert "asha (acc,params) vs none (acc,params): trained x" in text
     assert "hypervolume per seed:" in text
+    # seeds run in separate processes: one table of their --json files, the same normalisation
+    merged = _run("--merge", str(tmp_path / "runs.json"), str(tmp_path / "runs.json"))
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    ratio = next(line for line in text.splitlines() if line.startswith("  asha (acc,params) vs none (acc,params)"))
+    assert "none (acc) 2 seeds" in merged.stdout and ratio in merged.stdout.splitlines()  # the same means, twice the seeds
+    lines = [line for line in text.splitlines() if line.startswith("hypervolume per seed:")]
+    once = lines[0].split("; ")[0].split()[-1]
+    assert f"{once} {once}" in merged.stdout  # each seed's hypervolume as the run computed it, twice
+    gone = _run("--merge", str(tmp_path / "nothing.json"))
+    assert gone.returncode == 2 and "no such file" in gone.stderr and len(gone.stderr.strip().splitlines()) == 1
 
 
 def _has_optuna() -> bool:
