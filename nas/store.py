@@ -204,7 +204,8 @@ class RunStore:
     def create(cls, path: str | Path, meta: Mapping[str, Any]) -> "RunStore":
         """A new run at `path` (which must not hold a run yet); `meta` values are JSON-able. The
         schema and all of `meta` land in one step: the database is written under a temporary
-        name, made durable and renamed to run.db, so a crash leaves no half-made run."""
+        name (in WAL mode already), made durable and renamed to run.db, so a crash leaves no
+        half-made run and a reader that opens run.db as soon as it appears can read it."""
         path = Path(path)
         if (path / "run.db").exists():
             raise RunError(f"{path}: a run already exists there; resume it with `nas resume {path}` or pick another --run")
@@ -218,14 +219,19 @@ class RunStore:
                 old.unlink(missing_ok=True)
             conn = sqlite3.connect(tmp, timeout=30)
             try:
-                conn.execute("PRAGMA journal_mode=DELETE")
+                # WAL from the start (the mode is kept in the file): run.db never changes journal
+                # mode once it is there, a change that locks readers out; closing the last
+                # connection checkpoints the log into the file and removes it before the rename
+                conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
                 with conn:
                     conn.executescript(_SCHEMA)
                     values = {"format_version": FORMAT_VERSION, "created": time.time(), **meta}
                     conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, _dumps(v)) for k, v in values.items()])
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the file itself
             finally:
                 conn.close()
+            Path(f"{tmp}-shm").unlink(missing_ok=True)  # an index of the (now empty) log, if close left it
             (path / "weights").mkdir(exist_ok=True)
             os.replace(tmp, path / "run.db")
             fsync_dir(path)
@@ -251,6 +257,9 @@ class RunStore:
             conn = cls._connect(db, readonly=not write)
             try:
                 version = json.loads(conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()[0])
+            except sqlite3.OperationalError as exc:  # locked or busy past the timeout: a database, not readable now
+                conn.close()
+                raise RunError(f"{path}: run.db could not be read ({exc}); try again") from None
             except (sqlite3.DatabaseError, TypeError, json.JSONDecodeError):
                 conn.close()
                 raise RunError(f"{path}: run.db is not a nas run database") from None

@@ -193,6 +193,17 @@ def attr(dom: str, element_id: str, name: str) -> str | None:
     return a.group(1) if a else None
 
 
+def _readable(run: Path) -> bool:
+    try:
+        conn = sqlite3.connect(f"file:{run / 'run.db'}?mode=ro", uri=True, timeout=0.2)
+        try:
+            return conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone() is not None
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return False
+
+
 @pytest.mark.slow
 def test_browser_follows_a_live_search(tmp_path: Path) -> None:
     chromium = find_chromium()
@@ -208,8 +219,15 @@ def test_browser_follows_a_live_search(tmp_path: Path) -> None:
         while not (run / "run.db").exists() and time.time() < deadline:
             time.sleep(0.05)
         # the search is held (SIGSTOP) until the page has been read once, so the first reading sees
-        # it before its end however fast it runs and however slowly chromium starts
-        os.kill(search.pid, signal.SIGSTOP)
+        # it before its end however fast it runs and however slowly chromium starts; held where a
+        # reader gets through (a process stopped inside one of SQLite's locked steps blocks readers
+        # until it goes on: let it go on a moment and hold it again)
+        for _ in range(500):
+            os.kill(search.pid, signal.SIGSTOP)
+            if _readable(run):
+                break
+            os.kill(search.pid, signal.SIGCONT)
+            time.sleep(0.01)
         srv = make_server(run, port=0)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{srv.server_address[1]}/"

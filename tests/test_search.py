@@ -458,6 +458,24 @@ def test_weights_are_fsynced_before_their_row_commits_and_commits_are_full(tmp_p
     assert torch.equal(RunStore.open(tmp_path / "r").load_weights(cid)["w"], torch.ones(3))
 
 
+def test_run_db_appears_in_wal_mode_with_nothing_of_its_making_left(tmp_path: Path) -> None:
+    """run.db is renamed into place already in WAL mode, so it never switches journal mode while a
+    reader may hold it open (the switch locks readers out), and the temporary files are gone."""
+    import sqlite3
+
+    from nas.store import RunStore
+
+    store = RunStore.create(tmp_path / "r", {"kind": "test"})
+    try:
+        reader = sqlite3.connect(f"file:{tmp_path / 'r' / 'run.db'}?mode=ro", uri=True, timeout=0.5)
+        assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert reader.execute("SELECT value FROM meta WHERE key='kind'").fetchone()[0] == '"test"'
+        reader.close()
+        assert not [p.name for p in (tmp_path / "r").iterdir() if p.name.startswith(".run.db.tmp")]
+    finally:
+        store.close()
+
+
 def test_creating_a_run_is_one_step_whatever_moment_it_is_killed(tmp_path: Path) -> None:
     """Fork, and in the child kill the process (os._exit) at the N-th line the driver or the store
     executes while creating a run; after each kill the directory is a whole run or none."""
