@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from nas import pareto  # noqa: E402
+from nas.cli import parse_strategy_options  # noqa: E402
 from nas.errors import UsageError  # noqa: E402
 from nas.evaluators import TrainingEvaluator  # noqa: E402
 from nas.objectives import parse_constraints  # noqa: E402
@@ -55,22 +56,6 @@ from nas.space import load_space  # noqa: E402
 from nas.train import resolve_device  # noqa: E402
 
 METHODS = ("none", "asha", "hyperband")
-
-
-def parse_strategy_options(items: list[str]) -> dict[str, Any]:
-    """KEY=VALUE items as `nas search --strategy-option` reads them (a JSON value, else the string)."""
-    import json
-
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"--strategy-option takes KEY=VALUE, got {item!r}")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
 
 
 def run_nas(space: Any, data: str, evaluator: TrainingEvaluator, scheduler: str, objectives: list[str], seconds: float,

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from .errors import NasError, UsageError
 from .textfmt import human, table
@@ -374,6 +374,21 @@ def check_search_flags(args: argparse.Namespace, tabular: bool) -> None:
         args.keep_weights = "all"
 
 
+def parse_strategy_options(items: Iterable[str]) -> dict[str, Any]:
+    """`--strategy-option KEY=VALUE` items as options: each value read as JSON, else kept as the
+    string (also what `benchmarks/multifidelity.py --strategy-option` reads)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--strategy-option takes KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from . import objectives as objmod
     from .executors import default_workers
@@ -411,14 +426,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if args.warm_start is None:
             raise UsageError("--warm-start-pool applies only with --warm-start PROXY")
         options["warm_start_pool"] = args.warm_start_pool
-    for item in args.strategy_option or ():
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"--strategy-option takes KEY=VALUE, got {item!r}")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
+    options.update(parse_strategy_options(args.strategy_option or ()))
     train = {k: v for k, v in (("max_epochs", args.epochs), ("patience", args.patience), ("time_limit", args.time_limit),
                                ("cuda_graph", False if args.no_cuda_graph else None)) if v is not None}
     latency = {k: v for k, v in (("device", args.latency_device), ("mode", args.latency_mode), ("batch", args.latency_batch)) if v is not None}

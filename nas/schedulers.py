@@ -157,12 +157,18 @@ def _rank_ok(ok: Sequence[RungResult]) -> list[int]:
         return []
     if not any(r.cheap for r in ok):
         return [r.cid for r in sorted(ok, key=lambda r: (-r.accuracy, r.cid))]  # type: ignore[operator]
+    return [cid for front in _ranked_fronts(ok) for cid in front]
+
+
+def _ranked_fronts(ok: Sequence[RungResult]) -> list[list[int]]:
+    """Feasible results with cheap objectives: their non-dominated fronts, best first, each front's
+    ids by crowding distance (larger first), then accuracy, then id."""
     F = np.array([(-r.accuracy, *r.cheap) for r in ok], dtype=float)  # type: ignore[operator]
-    out: list[int] = []
+    out: list[list[int]] = []
     for front in pareto.nondominated_sort(F):
         crowd = pareto.crowding_distance(F[front])
         order = sorted(range(len(front)), key=lambda j: (-crowd[j], -ok[front[j]].accuracy, ok[front[j]].cid))  # type: ignore[operator]
-        out.extend(ok[front[j]].cid for j in order)
+        out.append([ok[front[j]].cid for j in order])
     return out
 
 
@@ -184,10 +190,8 @@ def in_cut(results: Sequence[RungResult], eta: int) -> list[int]:
     if not any(r.cheap for r in ok):
         good = {r.cid for r in ok}
         return [cid for cid in rank_rung(results)[:k] if cid in good]
-    F = np.array([(-r.accuracy, *r.cheap) for r in ok], dtype=float)  # type: ignore[operator]
     out: list[int] = []
-    for f, front in enumerate(pareto.nondominated_sort(F)):
-        ranked = _rank_ok([ok[j] for j in front])  # one front: by crowding, then accuracy, then id
+    for f, ranked in enumerate(_ranked_fronts(ok)):
         if len(out) + len(ranked) > k:
             if f == 0:
                 out = ranked[:k]
@@ -972,13 +976,11 @@ def front_counts(results: Sequence[RungResult]) -> dict[int, tuple[int, int]]:
     ok = sorted((r for r in results if r.ok), key=lambda r: r.cid)
     if not any(r.cheap for r in ok):
         return {}
-    F = np.array([(-r.accuracy, *r.cheap) for r in ok], dtype=float)  # type: ignore[operator]
     out: dict[int, tuple[int, int]] = {}
     through = 0
-    for f, front in enumerate(pareto.nondominated_sort(F)):
+    for f, front in enumerate(_ranked_fronts(ok)):
         through += len(front)
-        for j in front:
-            out[ok[j].cid] = (f + 1, through)
+        out.update((cid, (f + 1, through)) for cid in front)
     return out
 
 

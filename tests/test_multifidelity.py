@@ -316,7 +316,7 @@ def _table_search(tmp_path, name="r", **kw):
     return start(config, tmp_path / name, evaluator=table, progress=False, log=lambda s: None), table
 
 
-def test_the_in_memory_front_stays_the_front_of_every_candidate_as_rungs_update_them(tmp_path):
+def test_the_in_memory_front_stays_the_front_of_every_candidate_as_rungs_update_them(tmp_path, monkeypatch):
     """A later rung changes a candidate's objectives: the driver's front (added to, or rebuilt when
     a member changed) must be the front of all candidates after every update."""
     from nas import objectives as objmod
@@ -332,11 +332,10 @@ def test_the_in_memory_front_stays_the_front_of_every_candidate_as_rungs_update_
         assert sorted(c.id for c in self.s._front) == sorted(c.id for c in want)
         checked.append(cand.id)
 
-    ScheduledSearch._update = update
+    monkeypatch.setattr(ScheduledSearch, "_update", update)
     try:
         session.run()
     finally:
-        ScheduledSearch._update = real
         session.store.close()
     assert len(checked) >= 10
 
