@@ -213,6 +213,31 @@ def _peel(F: np.ndarray, v: np.ndarray | None) -> list[np.ndarray]:
     return fronts
 
 
+def first_fronts(F: np.ndarray, through: int) -> list[np.ndarray]:
+    """The fronts of :func:`nondominated_sort` (no constraints), best first, up to and including
+    the first that takes their count past ``through``: what a cut of the best ``through`` rows
+    looks at, without ranking the rest.  The rows are sorted once (lexicographically) and the
+    fronts peeled in that order with the sweep of :func:`pareto_mask`, ``O(n log n)`` a front
+    for two objectives, instead of the ``n x n`` domination matrix of every front."""
+    F = _as_objectives(F)
+    n, m = F.shape
+    fronts: list[np.ndarray] = []
+    if n == 0:
+        return fronts
+    order = np.lexsort(F.T[::-1])
+    S, idx = F[order], order
+    held = 0
+    while idx.size and held <= through:
+        if m == 1:
+            keep = S[:, 0] == S[0, 0]
+        else:
+            keep = _sweep2(S) if m == 2 else _filter_sorted(S)
+        fronts.append(np.sort(idx[keep]))
+        held += fronts[-1].size
+        S, idx = S[~keep], idx[~keep]
+    return fronts
+
+
 def pareto_mask(F: np.ndarray, violation: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask of the rows in the first front of :func:`nondominated_sort`
     (same constraint-domination rules when ``violation`` is given): the rows

@@ -160,12 +160,14 @@ def _rank_ok(ok: Sequence[RungResult]) -> list[int]:
     return [cid for front in _ranked_fronts(ok) for cid in front]
 
 
-def _ranked_fronts(ok: Sequence[RungResult]) -> list[list[int]]:
+def _ranked_fronts(ok: Sequence[RungResult], through: int | None = None) -> list[list[int]]:
     """Feasible results with cheap objectives: their non-dominated fronts, best first, each front's
-    ids by crowding distance (larger first), then accuracy, then id."""
+    ids by crowding distance (larger first), then accuracy, then id. With `through`, only the
+    fronts up to the first that takes the count past `through` (what a cut of that size looks at;
+    ordering the others is most of the work on a large rung, as most fronts lie below the cut)."""
     F = np.array([(-r.accuracy, *r.cheap) for r in ok], dtype=float)  # type: ignore[operator]
     out: list[list[int]] = []
-    for front in pareto.nondominated_sort(F):
+    for front in (pareto.nondominated_sort(F) if through is None else pareto.first_fronts(F, through)):
         crowd = pareto.crowding_distance(F[front])
         order = sorted(range(len(front)), key=lambda j: (-crowd[j], -ok[front[j]].accuracy, ok[front[j]].cid))  # type: ignore[operator]
         out.append([ok[front[j]].cid for j in order])
@@ -191,7 +193,7 @@ def in_cut(results: Sequence[RungResult], eta: int) -> list[int]:
         good = {r.cid for r in ok}
         return [cid for cid in rank_rung(results)[:k] if cid in good]
     out: list[int] = []
-    for f, ranked in enumerate(_ranked_fronts(ok)):
+    for f, ranked in enumerate(_ranked_fronts(ok, through=k)):
         if len(out) + len(ranked) > k:
             if f == 0:
                 out = ranked[:k]

@@ -8,6 +8,7 @@ import pytest
 from nas.pareto import (
     crowding_distance,
     dominates,
+    first_fronts,
     hypervolume,
     knee_point,
     nondominated_sort,
@@ -179,6 +180,28 @@ def test_sort_large_runs():
     f0 = fronts[0]
     for i in f0[:20]:
         assert not np.any(np.all(F <= F[i], axis=1) & np.any(F < F[i], axis=1))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_first_fronts_are_the_sorts_first_fronts(m):
+    """first_fronts(F, k) is nondominated_sort(F) cut after the first front that takes the count
+    past k: the same fronts, rows ascending, on ties (few distinct values) and on continuous values."""
+    rng = np.random.default_rng(m)
+    for trial in range(600):
+        n = int(rng.integers(0, 40))
+        F = rng.integers(0, int(rng.integers(1, 6)), size=(n, m)).astype(float) if trial % 2 else rng.random((n, m))
+        full = nondominated_sort(F)
+        through = int(rng.integers(0, n + 2))
+        want, held = [], 0
+        for front in full:
+            if held > through:
+                break
+            want.append(front.tolist())
+            held += len(front)
+        assert [f.tolist() for f in first_fronts(F, through)] == want
+    assert first_fronts(np.zeros((0, 2)), 3) == []
+    F = rng.random((50, 2))
+    assert [f.tolist() for f in first_fronts(F, 50)] == [f.tolist() for f in nondominated_sort(F)]  # past every row: all fronts
 
 
 def test_sort_chunked_path(monkeypatch):
