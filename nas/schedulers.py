@@ -751,10 +751,10 @@ class ScheduledSearch:
                     row.state = "running"
                     write_rung(store, row)
                     s._maybe_commit(force=s._slow)  # a slow rung is seen running (fast ones are committed in groups, as the driver does)
-                    inflight[cand.id] = (cand, arch, row, time.monotonic())
                     checkpoint = load_checkpoint(store.path, cand.id, row.rung, partial=True)  # a rung paused mid-way
                     if checkpoint is None and row.rung > 0:
                         checkpoint = self._rung_checkpoint(cand.id, row.rung - 1)
+                    inflight[cand.id] = (cand, arch, row, time.monotonic(), checkpoint is not None)
                     deadline = None
                     if cfg.time_budget is not None:
                         deadline = time.time() + max(0.0, cfg.time_budget - s._elapsed())
@@ -764,10 +764,20 @@ class ScheduledSearch:
                     break
                 s._maybe_commit(force=s._slow)
                 for cid, ev in executor.wait():
-                    cand, arch, row, submitted = inflight.pop(cid)
+                    cand, arch, row, submitted, resumed = inflight.pop(cid)
                     s._slow = time.monotonic() - submitted >= COMMIT_INTERVAL
                     self._finish(cand, arch, row, ev)
-                    s._maybe_commit(force=s._slow or ev.state is not None or ev.checkpoint is not None)
+                    # A fast first rung trained from the start is committed with the next group (at
+                    # most COMMIT_INTERVAL later, as the driver's fast evaluations are): a crash
+                    # before then leaves only files no committed row names (its weights, its
+                    # checkpoint), and the resumed run trains it again from the strategy state of
+                    # the last commit, to the same result (so the checkpoints its result made
+                    # unpromotable, deleted by `prune`, are unpromotable again before any promotion
+                    # could want them). A rung that resumed from a checkpoint,
+                    # or replaced a candidate's weights, or paused, is committed at once: its
+                    # checkpoint and weights now differ from what the last commit names.
+                    later = row.rung > 0 or resumed or row.state == "paused"
+                    s._maybe_commit(force=s._slow or (later and (ev.state is not None or ev.checkpoint is not None)))
                     failures_in_row = failures_in_row + 1 if ev.status == "failed" else 0
                     last_error = ev.error if ev.status == "failed" else last_error
                     if row.rung == 0 and row.state != "paused":
@@ -840,7 +850,7 @@ class ScheduledSearch:
             if twin is not None:
                 s._record(cand, arch, type(self)._evaluation(twin), duplicate_of=twin.id)
                 continue
-            if any(c.key == cand.key for c, _, _, _ in inflight.values()):
+            if any(c.key == cand.key for c, *_ in inflight.values()):
                 fresh.insert(0, cand)  # its twin is in flight: wait for it, then answer from the store
                 return None
             bracket = bracket_of(self.started(), len(self.ladders), self.eta)
