@@ -302,6 +302,27 @@ def test_cheap_objectives_counted_on_the_meta_device_equal_a_real_build(name: st
         assert _counted(space, arch, "flops") == count_flops(model, space.input_shape)
 
 
+def test_results_are_saved_as_json_text_and_a_state_of_lists_still_loads() -> None:
+    """The state's results (`history`, and `fidelity` under a scheduler) are JSON text joined from
+    each result's text, encoded once (a commit does not encode them all again); a state saved
+    before, with lists there, loads to the same strategy."""
+    s = guided("nsga2", seed=3, population=8)
+    drive(s, 25)
+    for i, r in enumerate(list(s._history)[:10]):
+        s.observe(Result(r.id, r.arch, r.values, r.violation, r.generation), 12 if i % 2 else 200)
+    state = s.state_dict()
+    assert isinstance(state["history"], str) and isinstance(state["fidelity"], str)
+    assert json.loads(state["history"]) == [[list(NB201.encode(r.arch)), list(r.values), r.violation, r.id, r.generation]
+                                            for r in s._history]
+    assert [e for e, _ in json.loads(state["fidelity"])] == list(s._fidelity)
+    old = {**state, "history": json.loads(state["history"]), "fidelity": json.loads(state["fidelity"])}
+    for form in (json.loads(json.dumps(state)), json.loads(json.dumps(old))):
+        fresh = guided("nsga2", seed=3, population=8)
+        fresh.load_state_dict(form)
+        assert fresh.state_dict() == s.state_dict()
+    assert drive(fresh, 10, 100) == drive(s, 10, 100)
+
+
 def test_under_a_scheduler_the_predictor_learns_from_the_highest_fidelity_with_enough_results() -> None:
     """BOHB's rule: the model is fitted on the results at the largest number of epochs that holds
     at least `init` of them (observed rung by rung), else on the first results; and every 3rd
