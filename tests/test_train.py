@@ -833,3 +833,36 @@ def test_no_progress_still_prints_the_generation_rows(tmp_path: Any, capsys: pyt
     assert code == 0
     rows = [line for line in out.splitlines() if line.startswith("evaluated")]
     assert len(rows) >= 1 and "front" in rows[0], out
+
+
+def test_optimizer_state_copy_shares_nothing_and_equals_a_deep_copy() -> None:
+    """The checkpoint's copy of an optimizer state (`_copy_state`, in place of copy.deepcopy):
+    the same values and structure, and no tensor or container shared with the live state, so
+    training on after a checkpoint does not change it."""
+    import copy
+
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.BatchNorm1d(5), torch.nn.Linear(5, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.01))
+    model(torch.randn(4, 6)).sum().backward()
+    opt.step()
+    live = opt.state_dict()
+    ours, theirs = nt._copy_state(live), copy.deepcopy(live)
+
+    def flat(obj, path=()):
+        if isinstance(obj, dict):
+            return [x for k, v in obj.items() for x in flat(v, path + (k,))]
+        if isinstance(obj, (list, tuple)):
+            return [(path, type(obj))] + [x for i, v in enumerate(obj) for x in flat(v, path + (i,))]
+        return [(path, obj)]
+
+    a, b = flat(ours), flat(theirs)
+    assert [p for p, _ in a] == [p for p, _ in b]
+    for (_, x), (_, y) in zip(a, b):
+        assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
+    live_tensors = {id(v) for s in live["state"].values() for v in s.values()}
+    assert not live_tensors & {id(v) for s in ours["state"].values() for v in s.values()}
+    assert ours["param_groups"][0] is not live["param_groups"][0] and ours["param_groups"][0]["params"] is not live["param_groups"][0]["params"]
+    before = {k: {n: t.clone() for n, t in s.items()} for k, s in ours["state"].items()}
+    model(torch.randn(4, 6)).sum().backward()
+    opt.step()  # training on updates the live moments in place
+    assert all(torch.equal(ours["state"][k][n], t) for k, s in before.items() for n, t in s.items())
