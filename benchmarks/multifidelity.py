@@ -5,6 +5,7 @@ its HyperbandPruner, on the same space, data, builder and trainer, over several 
     python benchmarks/multifidelity.py --seeds 5                # the table in benchmarks/results/multifidelity_cpu.txt
     python benchmarks/multifidelity.py --tasks mlp:digits,cnn:mnist5k --seconds 120 --seeds 3
     python benchmarks/multifidelity.py --tasks cnn:mnist5k --seconds 200 --seeds 1 --modes one --epochs 3 --constraints 'flops<=3m'
+    python benchmarks/multifidelity.py --tasks mlp:mnist5k --modes two --methods none,asha --no-optuna --seeds 10   # 750 validation images: no ceiling
     python benchmarks/multifidelity.py --strategy random --modes one --methods none,asha   # the scheduler alone
     python benchmarks/multifidelity.py --modes two --strategy-option uniform=0             # a strategy option changed
     python benchmarks/multifidelity.py --seeds 5 --json a.json & python benchmarks/multifidelity.py --seeds 5 --first-seed 5 --json b.json
