@@ -408,21 +408,47 @@ def test_evolution_and_nsga2_members_stand_at_the_highest_rung_they_reached(tmp_
     session, _ = _table_search(tmp_path, strategy=strategy, objectives=objectives, strategy_options={"population": 12}, budget=40)
     session.run()
     rows = read_rungs(session.store)
+    twin_of = {c.id: c.duplicate_of for c in session.store.candidates() if c.duplicate_of is not None}
     session.store.close()
     highest: dict[int, object] = {}
     for r in sorted((r for r in rows if r.state == "complete"), key=lambda r: r.rung):
         highest[r.cid] = r
     s = session.strategy
     members = list(s.members) if strategy == "evolution" else [ind.result for ind in s._parents + s._new]
-    members = [m for m in members if m.id in highest]  # not the duplicates, answered from their twin's record
-    assert members and any(highest[m.id].rung == 1 for m in members)  # some stand at 200 epochs
-    for m in members:
-        assert -m.values[0] == pytest.approx(highest[m.id].accuracy)
+    assert members and any(highest[twin_of.get(m.id, m.id)].rung == 1 for m in members)  # some stand at 200 epochs
+    for m in members:  # a duplicate (answered from its twin's record) stands where its twin does
+        assert -m.values[0] == pytest.approx(highest[twin_of.get(m.id, m.id)].accuracy)
     again = make_strategy(strategy, s.space, len(objectives), 1, **s.options)
     again.load_state_dict(s.state_dict())
     if strategy == "nsga2":
         assert [(i.result.values, i.rank, i.crowding) for i in again._parents] == [(i.result.values, i.rank, i.crowding) for i in s._parents]
     assert [m.values for m in again.members] == [m.values for m in s.members]
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "nsga2"])
+def test_a_duplicate_stands_where_its_twin_is_promoted_to(strategy):
+    """A duplicate is answered from its twin's record when proposed (the twin's first rung, say);
+    when the twin completes a later rung, the duplicate's member is upgraded with it, keeping its
+    own id, while members of other networks are left alone."""
+    from nas.strategies import Result, make_strategy
+
+    space = load_space("nb201")
+    n = 1 if strategy == "evolution" else 2
+    s = make_strategy(strategy, space, n, 3, population=8)
+    archs = [s.ask().arch for _ in range(3)]
+    told = [Result(i, a, (-0.5 - 0.01 * i,) + (1.0,) * (n - 1)) for i, a in enumerate(archs)]
+    twin = Result(7, archs[0], told[0].values)  # a duplicate of candidate 0, proposed later
+    for r in told + [twin]:
+        s.tell(r)
+    promoted = Result(0, archs[0], (-0.9,) + (1.0,) * (n - 1))
+    s.observe(promoted, 200)
+    members = list(s.members) if strategy == "evolution" else [ind.result for ind in s._parents + s._new]
+    by_id = {m.id: m for m in members}
+    assert by_id[0] is promoted and by_id[7].values == promoted.values and by_id[7].arch.key == archs[0].key
+    assert by_id[1] is told[1] and by_id[2] is told[2]
+    again = make_strategy(strategy, space, n, 3, population=8)
+    again.load_state_dict(s.state_dict())
+    assert [(m.id, m.values) for m in again.members] == [(m.id, m.values) for m in s.members]
 
 
 def test_hyperband_deals_candidates_to_brackets(tmp_path):

@@ -15,7 +15,7 @@ import json
 import math
 import random
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
 
 from ..errors import UsageError
@@ -100,6 +100,20 @@ _BAD = object()
 
 
 # -- RNG state in JSON --------------------------------------------------------------------------
+def standing_in(member: Result, result: Result) -> Result | None:
+    """What `member` becomes when a scheduler observes `result` (a rung completed): `result`
+    itself when it is of the same candidate; for a duplicate of it (another id, proposed as the
+    same network and answered from its twin's record when it was proposed) the twin's new values
+    under the member's own id, generation and parents, so that a twin promoted later does not leave
+    its duplicate at the rung it had reached then. None when `result` is of another network, or
+    is `member` already."""
+    if member is result or member.arch.key != result.arch.key:
+        return None
+    if member.id == result.id:
+        return result
+    return replace(member, values=result.values, violation=result.violation)
+
+
 def rng_state(rng: random.Random) -> list[Any]:
     """`rng.getstate()` in JSON: the 625 words of the Mersenne Twister as one base64 string (the
     state is saved with every candidate, and a string is far cheaper to encode than 625 ints)."""
@@ -202,8 +216,8 @@ class Strategy(ABC):
         """A multi-fidelity scheduler's result of `result.id` after `epochs` epochs of training, for
         every rung it completes (its first rung too, after the one `tell`). Strategies that model
         accuracy by fidelity use it (the predictor of `guided.Guided`); evolution and NSGA-II put it
-        in place of the member's result, so their selection compares each member at the highest
-        rung it reached; the default ignores it (rl, random). `tell` still comes once per
+        in place of the member's result (and of its duplicates': `standing_in`), so their selection
+        compares each member at the highest rung it reached; the default ignores it (rl, random). `tell` still comes once per
         candidate, at its first rung."""
 
     def _check(self, result: Result) -> None:

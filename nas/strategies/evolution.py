@@ -26,6 +26,7 @@ from .base import (
     result_from_json,
     result_to_json,
     standing,
+    standing_in,
 )
 
 
@@ -109,10 +110,12 @@ class AgingEvolution(Strategy):
         """Under a multi-fidelity scheduler: a member's result is replaced by its latest rung's,
         so tournaments compare each member at the highest rung it reached (a candidate's rungs
         complete in order, so the latest is the highest). A promoted member's accuracy after
-        more epochs then stands for it, not its first rung's."""
+        more epochs then stands for it, not its first rung's; so does a duplicate's of it
+        (`standing_in`)."""
         for i, r in enumerate(self._population):
-            if r.id == result.id and r is not result:
-                self._population[i] = result
+            latest = standing_in(r, result)
+            if latest is not None:
+                self._population[i] = latest
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "population": [result_to_json(r) for r in self._population]}
@@ -313,14 +316,16 @@ class NSGA2(Strategy):
         selection compare each at the highest rung it reached, not at the first rung, whose
         one-epoch accuracy favours what learns fastest in one epoch. When a parent changes, the
         parents are ranked again among themselves (their ranks and crowding distances are what
-        the tournaments read)."""
+        the tournaments read). A duplicate of the candidate stands where it does (`standing_in`)."""
         upgraded = False
         for ind in self._parents:
-            if ind.result.id == result.id and ind.result is not result:
-                ind.result, upgraded = result, True
+            latest = standing_in(ind.result, result)
+            if latest is not None:
+                ind.result, upgraded = latest, True
         for ind in self._new:
-            if ind.result.id == result.id and ind.result is not result:
-                ind.result = result
+            latest = standing_in(ind.result, result)
+            if latest is not None:
+                ind.result = latest
         if upgraded:
             _rank(self._parents)
 
