@@ -99,7 +99,6 @@ class Option:
 _BAD = object()
 
 
-# -- RNG state in JSON --------------------------------------------------------------------------
 def standing_in(member: Result, result: Result) -> Result | None:
     """What `member` becomes when a scheduler observes `result` (a rung completed): `result`
     itself when it is of the same candidate; for a duplicate of it (another id, proposed as the
@@ -114,6 +113,7 @@ def standing_in(member: Result, result: Result) -> Result | None:
     return replace(member, values=result.values, violation=result.violation)
 
 
+# -- RNG state in JSON --------------------------------------------------------------------------
 def rng_state(rng: random.Random) -> list[Any]:
     """`rng.getstate()` in JSON: the 625 words of the Mersenne Twister as one base64 string (the
     state is saved with every candidate, and a string is far cheaper to encode than 625 ints)."""
@@ -217,8 +217,8 @@ class Strategy(ABC):
         every rung it completes (its first rung too, after the one `tell`). Strategies that model
         accuracy by fidelity use it (the predictor of `guided.Guided`); evolution and NSGA-II put it
         in place of the member's result (and of its duplicates': `standing_in`), so their selection
-        compares each member at the highest rung it reached; the default ignores it (rl, random). `tell` still comes once per
-        candidate, at its first rung."""
+        compares each member at the highest rung it reached; the default ignores it (rl, random).
+        `tell` still comes once per candidate, at its first rung."""
 
     def _check(self, result: Result) -> None:
         """Reject results the driver should never send (a driver bug, not bad user input)."""
